@@ -1,0 +1,44 @@
+"""Prepare SYNTH-schema Parquet into Harmony token shards and a dataset manifest.
+
+    python -m pipelines.prepare input=<parquet file or glob> output=<dir> [prepare=debug] [overwrite=true]
+
+Contract: docs/synth_preprocess.md. Prints the manifest hash and the output path.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from pipelines._hydra import require, to_container
+from vpmoe.data.prepare import PrepareConfig, PrepareError, prepare, summary_lines
+from vpmoe.utils.atomic import OutputExistsError
+
+log = logging.getLogger("vpmoe.prepare")
+
+
+@hydra.main(config_path="../conf", config_name="prepare", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    inputs = require(cfg, "input")
+    output = require(cfg, "output")
+    try:
+        prep_cfg = PrepareConfig(**to_container(cfg, "prepare"))
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"invalid prepare config: {e}") from e
+    try:
+        result = prepare(
+            list(inputs) if not isinstance(inputs, str) else inputs, output, prep_cfg, overwrite=cfg.overwrite
+        )
+    except (PrepareError, OutputExistsError, PermissionError) as e:
+        log.error("%s", e)
+        sys.exit(1)
+    for line in summary_lines(result):
+        log.info(line)
+    print(f"manifest_hash={result.manifest_hash} output={result.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Reading a prepared dataset: the manifest plus its token shards (used by scoring and training).
+
+Shard layout (Parquet, one row per sequence, written by `vpmoe.data.prepare`):
+    sample_id     string     SYNTH `synth_id`, unique across the dataset
+    language      string     passed through from the source row
+    exercise      string     passed through from the source row
+    input_ids     list<int32>  the full Harmony sequence
+    token_spans   list<int8>   `Span` of each token (system/user/reasoning/final)
+    labels        list<int32>  input_ids shifted left; -100 where the position is unsupervised
+    num_tokens    int32
+    num_supervised int32
+    + any `passthrough_columns` from the config, unchanged
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vpmoe.data.harmony_render import IGNORE_INDEX, position_spans
+from vpmoe.data.manifest import DatasetManifest, ManifestError
+from vpmoe.utils.hashing import sha256_file
+
+SHARD_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("language", pa.string()),
+        ("exercise", pa.string()),
+        ("input_ids", pa.list_(pa.int32())),
+        ("token_spans", pa.list_(pa.int8())),
+        ("labels", pa.list_(pa.int32())),
+        ("num_tokens", pa.int32()),
+        ("num_supervised", pa.int32()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class PreparedShard:
+    """One shard as flat arrays: sequence i is `input_ids[offsets[i]:offsets[i+1]]`."""
+
+    name: str
+    sample_ids: list[str]
+    languages: list[str | None]
+    exercises: list[str | None]
+    offsets: np.ndarray  # int64 [N+1]
+    input_ids: np.ndarray  # int32 [sum T]
+    token_spans: np.ndarray  # int8 [sum T]
+    labels: np.ndarray  # int32 [sum T]
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def sequence(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.input_ids[a:b], self.token_spans[a:b], self.labels[a:b]
+
+    def supervised_positions(self, i: int) -> np.ndarray:
+        """Positions t (within sequence i) whose target token t+1 the student is trained on."""
+        _, _, labels = self.sequence(i)
+        return np.flatnonzero(labels != IGNORE_INDEX)
+
+    def position_spans(self, i: int) -> np.ndarray:
+        _, spans, labels = self.sequence(i)
+        return position_spans(spans, labels)
+
+
+class PreparedDataset:
+    """A `pipelines.prepare` output directory, opened and verified against its manifest."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.manifest = DatasetManifest.load(self.root)
+
+    @property
+    def manifest_hash(self) -> str:
+        return self.manifest.manifest_hash
+
+    @property
+    def shard_names(self) -> list[str]:
+        return [s.name for s in self.manifest.shards]
+
+    def read_shard(self, name: str, *, verify: bool = True) -> PreparedShard:
+        entry = next((s for s in self.manifest.shards if s.name == name), None)
+        if entry is None:
+            raise ManifestError(f"{self.root}: shard {name!r} is not in the manifest")
+        path = self.root / name
+        if not path.is_file():
+            raise ManifestError(f"{path}: shard listed in the manifest is missing")
+        if verify and (digest := sha256_file(path)) != entry.sha256:
+            raise ManifestError(f"{path}: sha256 {digest} != manifest's {entry.sha256}; the shard is corrupt")
+        table = pq.read_table(path)
+        ids_col = table.column("input_ids").combine_chunks()
+        offsets = ids_col.offsets.to_numpy().astype(np.int64)
+        offsets -= offsets[0]
+
+        def flat(col: str, dtype) -> np.ndarray:
+            arr = table.column(col).combine_chunks()
+            return arr.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+        shard = PreparedShard(
+            name=name,
+            sample_ids=table.column("sample_id").to_pylist(),
+            languages=table.column("language").to_pylist(),
+            exercises=table.column("exercise").to_pylist(),
+            offsets=offsets,
+            input_ids=flat("input_ids", np.int32),
+            token_spans=flat("token_spans", np.int8),
+            labels=flat("labels", np.int32),
+        )
+        if len(shard) != entry.sequences or int(offsets[-1]) != entry.tokens:
+            raise ManifestError(
+                f"{path}: {len(shard)} sequences / {int(offsets[-1])} tokens, manifest says "
+                f"{entry.sequences} / {entry.tokens}"
+            )
+        return shard
