@@ -1,0 +1,588 @@
+"""Sparse-teacher KL + CE loss head over the LM head: ``sparse_kl``.
+
+Maths (docs/distillation_mechanics.md is the long form; notation per token t, dropped below):
+  z_j = <h, W_j>  student logits over the full vocabulary (V = 201088 for GPT-OSS), tau = temperature.
+  q^tau = softmax(z / tau) over the FULL vocabulary, q = q^1.
+  Teacher: k ids I with log-probs l_i (vLLM prompt logprobs: log-softmax over the full vocabulary at
+  temperature 1), tail mass p_tail = 1 - sum_I exp(l_i), computed as log1mexp(logsumexp(l)).
+
+  tail="bucket" (default): both distributions are coarsened to k + 1 outcomes (the k ids and one
+  "everything else" bucket). The teacher's coarse distribution is tempered as a (k+1)-way distribution:
+  p^tau_c = softmax_c(l_c / tau) over c in I + {tail} (exact at tau = 1; at tau != 1 the teacher's full
+  normaliser is unknown, so we temper what we know; see the doc). The student side is exact:
+  q^tau_tail = 1 - sum_I q^tau_i, taken in log space as log1mexp(logsumexp(log q^tau_I)).
+      KL_t = tau^2 [ sum_I p_i log(p_i / q_i) + p_tail log(p_tail / q_tail) ]   (tempered p, q)
+      dKL/dz_j = tau [ (1 - r) q^tau_j + 1[j in I] (r q^tau_j - p^tau_j) ],  r = p_tail / q^tau_tail
+  tail="renorm": p_hat = softmax_I(l / tau), q_hat = softmax_I(z_I / tau); KL_t = tau^2 KL(p_hat||q_hat);
+      dKL/dz_j = tau 1[j in I] (q_hat_j - p_hat_j). Biased: it ignores the student's tail entirely.
+  CE at temperature 1 (Hinton et al. 2015, arXiv:1503.02531: hard-label term untempered, soft term x tau^2):
+      CE_t = logsumexp(z) - z_label;  dCE/dz_j = q_j - 1[j = label].
+  loss = sum_t w_t (KL_t + ce_weight CE_t) over rows with label != -100 (w = token_weights, default 1).
+
+So the gradient of a row is (scalar) x softmax (one or two softmaxes when tau != 1 and CE is on) plus a
+(k+1)-sparse correction: the shape the kernels exploit.
+
+Execution (both impls share everything except the two row passes over a logits chunk):
+  for each chunk of rows (so that a [rows, V_local] logits chunk is about _CHUNK_BYTES):
+    1. logits = h_c @ W^T into one reused buffer (cuBLAS on GPU; input dtype, like Megatron's own head).
+    2. row pass 1: max and sum-exp (at 1 and at tau) per row; gather teacher and label logits.
+       Vocab-parallel: all-reduce (max, then rescaled sums and gathered logits) over the group.
+    3. per-row maths in float64 on [rows, k] tensors (_row_terms): losses, diagnostics, coefficients.
+    4. row pass 2 (in place): logits -> dense gradient  c1 q_j + ct q^tau_j; then the k+1 sparse
+       entries are overwritten with their full value (one rounding, no atomics).
+    5. grad_h[c] = G @ W (fp32 out), grad_W += G^T @ h_c (fp32 accumulator).
+  The gradient is computed in the forward pass ("eager gradient"): with the grad computed here the head
+  costs 3 GEMMs; recomputing logits in backward would cost a 4th (1.33x the 3-GEMM floor, over the 1.25x
+  target). The price: only the scalar ``loss`` is differentiable (its grad_output scales the saved
+  gradients in backward); per-token outputs are returned detached, so autograd through them is an error,
+  not a silent zero.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+IGNORE_INDEX = -100
+
+# Floor on the student's tempered tail mass q_tail. q_tail = 1 - sum_I q_i is computed from the row's
+# sum-exp S, an fp32 sum over ~2e5 terms in the kernels whose relative error is ~1e-7..1e-6; so q_tail
+# below ~1e-6 is rounding noise (it can even come out <= 0). Clamping keeps log q_tail finite and bounds
+# the gradient ratio r = p_tail / q_tail by p_tail / 2^-20. The clamped value is used in both the loss and
+# the gradient formula, so the gradient still pushes the tail up when the teacher has tail mass (the exact
+# derivative of the clamped loss would be zero there and push the tail down: wrong direction).
+Q_TAIL_FLOOR = 2.0**-20
+
+# Bytes of one logits chunk [rows, V_local] (reused buffer). 800 MiB: 2048 rows at V=201088 in bf16.
+# Larger chunks mean fewer read-modify-write passes of the fp32 grad_W accumulator (each pass moves
+# 2 x 4 x V x H bytes inside the GEMM epilogue); smaller ones mean less memory. Tests shrink it.
+_CHUNK_BYTES = 800 * 2**20
+
+_GROUPS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+class SparseKLResult(NamedTuple):
+    """What ``sparse_kl`` returns. Only ``loss`` carries gradient; per-token tensors are detached."""
+
+    loss: Tensor  # [] fp32 (fp64 for fp64 inputs): sum_t w_t (kl_t + ce_weight ce_t) over rows with label != -100
+    kl: Tensor  # [T] fp32, tau^2-scaled; 0 on ignored rows
+    ce: Tensor  # [T] fp32, at temperature 1; 0 on ignored rows
+    teacher_topk_mass: Tensor  # [T] fp32: sum_I exp(l_i) (untempered); 0 on ignored rows
+    student_mass_on_teacher_ids: Tensor  # [T] fp32: sum_I q_i at temperature 1; 0 on ignored rows
+    top1_agree: Tensor  # [T] bool: student argmax == teacher top-1 (ties count); False on ignored rows
+
+
+def sparse_kl(
+    hidden: Tensor,
+    weight: Tensor,
+    teacher_ids: Tensor,
+    teacher_logprobs: Tensor,
+    labels: Tensor,
+    token_weights: Tensor | None = None,
+    *,
+    impl: str,
+    tail: str = "bucket",
+    temperature: float = 1.0,
+    ce_weight: float = 0.0,
+    vocab_start: int = 0,
+    process_group=None,
+) -> SparseKLResult:
+    """Sparse-teacher KL (+ optional CE) of the LM head ``hidden @ weight.T`` without [T, V] logits.
+
+    hidden [T, H]; weight [V_local, H] (rows vocab_start .. vocab_start + V_local of the vocabulary; the
+    whole vocabulary when process_group is None); teacher_ids [T, k] int (distinct per row);
+    teacher_logprobs [T, k] (full-vocabulary log-probs); labels [T] int, -100 = ignored (position t
+    predicts token t + 1: labels are already shifted); token_weights [T] or None (= 1).
+    The trainer passes w_t = w_span / N_span (N counted over the whole optimizer step) as token_weights,
+    so ``loss`` is its span-normalized contribution and ``loss.backward()`` gives the right gradient.
+    impl="triton" (CUDA, or the CPU interpreter under TRITON_INTERPRET=1) or "torch" (reference).
+    """
+    if impl not in ("triton", "torch"):
+        raise ValueError(f"impl must be 'triton' or 'torch', got {impl!r}")
+    if tail not in ("bucket", "renorm"):
+        raise ValueError(f"tail must be 'bucket' or 'renorm', got {tail!r}")
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+    if not (ce_weight >= 0 and math.isfinite(ce_weight)):
+        raise ValueError(f"ce_weight must be >= 0, got {ce_weight}")
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"hidden [T, H] and weight [V, H] expected, got {tuple(hidden.shape)}, {tuple(weight.shape)}"
+        )
+    T = hidden.shape[0]
+    if teacher_ids.dim() != 2 or teacher_ids.shape[0] != T or teacher_logprobs.shape != teacher_ids.shape:
+        raise ValueError(
+            f"teacher_ids and teacher_logprobs must both be [T={T}, k], got "
+            f"{tuple(teacher_ids.shape)} and {tuple(teacher_logprobs.shape)}"
+        )
+    if labels.shape != (T,):
+        raise ValueError(f"labels must be [T={T}], got {tuple(labels.shape)}")
+    if teacher_ids.dtype.is_floating_point or labels.dtype.is_floating_point:
+        raise ValueError("teacher_ids and labels must be integer tensors")
+    if hidden.dtype != weight.dtype:
+        raise ValueError(f"hidden and weight dtypes differ: {hidden.dtype} vs {weight.dtype}")
+    devs = {t.device for t in (hidden, weight, teacher_ids, teacher_logprobs, labels)}
+    if token_weights is not None:
+        if token_weights.shape != (T,):
+            raise ValueError(f"token_weights must be [T={T}], got {tuple(token_weights.shape)}")
+        devs.add(token_weights.device)
+    if len(devs) != 1:
+        raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devs))}")
+    if impl == "triton":
+        _check_triton_usable(hidden.device)
+
+    group_name = ""
+    if process_group is not None:
+        group_name = process_group.group_name
+        _GROUPS[group_name] = process_group
+    elif vocab_start != 0:
+        raise ValueError("vocab_start != 0 needs the process_group that holds the other vocab shards")
+    _validate_ids(teacher_ids, labels, weight.shape[0], vocab_start, process_group)
+
+    if token_weights is None:
+        token_weights = torch.ones(T, dtype=torch.float32, device=hidden.device)
+    need_gh = torch.is_grad_enabled() and hidden.requires_grad
+    need_gw = torch.is_grad_enabled() and weight.requires_grad
+    out = torch.ops.vpmoe.sparse_kl(
+        hidden,
+        weight,
+        teacher_ids,
+        teacher_logprobs,
+        labels,
+        token_weights,
+        impl,
+        tail == "bucket",
+        float(temperature),
+        float(ce_weight),
+        int(vocab_start),
+        group_name,
+        need_gh,
+        need_gw,
+    )
+    loss, kl, ce, tmass, smass, agree = out[:6]
+    return SparseKLResult(loss, kl.detach(), ce.detach(), tmass.detach(), smass.detach(), agree.detach())
+
+
+def _check_triton_usable(device: torch.device) -> None:
+    """impl='triton' never falls back to torch: say exactly why it cannot run here."""
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    if device.type != "cuda" and not interpret:
+        raise RuntimeError(
+            f"impl='triton' needs CUDA tensors (got {device}); on CPU use impl='torch', or set "
+            "TRITON_INTERPRET=1 before importing triton to run the kernels in the (slow) interpreter"
+        )
+    try:
+        import triton  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError(f"impl='triton' needs the triton package: {e}") from e
+
+
+def _validate_ids(teacher_ids: Tensor, labels: Tensor, v_local: int, vocab_start: int, group) -> None:
+    """Fail loudly on out-of-range ids of supervised rows (one host sync per call)."""
+    v_total = v_local
+    if group is not None:
+        import torch.distributed as dist
+
+        n = torch.tensor([v_local], dtype=torch.int64, device=labels.device)
+        dist.all_reduce(n, group=group)
+        v_total = int(n.item())
+    valid = labels != IGNORE_INDEX
+    bad_ids = ((teacher_ids < 0) | (teacher_ids >= v_total)) & valid[:, None]
+    bad_lab = ((labels < 0) | (labels >= v_total)) & valid
+    counts = torch.stack([bad_ids.sum(), bad_lab.sum()]).tolist()
+    if counts[0] or counts[1]:
+        raise ValueError(
+            f"{counts[0]} teacher ids and {counts[1]} labels of supervised rows are outside [0, {v_total}) "
+            "(ignored rows must carry label -100)"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Per-row maths (float64 on [rows, k] tensors; shared by both impls)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _log1mexp(x: Tensor) -> Tensor:
+    """log(1 - exp(x)) for x <= 0, accurate at both ends (Maechler 2012, "Accurately computing
+    log(1 - exp(-|a|))"): log(-expm1(x)) for x > -ln 2, log1p(-exp(x)) below. x >= 0 gives -inf."""
+    x = x.clamp(max=0.0)
+    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def _plogratio(p: Tensor, logp: Tensor, logq: Tensor) -> Tensor:
+    """p (log p - log q) with 0 log 0 = 0 (where() so -inf and NaN in dead lanes do not leak)."""
+    return torch.where(p > 0, p * (logp - logq), torch.zeros_like(p))
+
+
+class _RowTerms(NamedTuple):
+    kl: Tensor
+    ce: Tensor
+    tmass: Tensor
+    smass: Tensor
+    agree: Tensor
+    lse1: Tensor  # logsumexp(z)
+    lset: Tensor  # logsumexp(z / tau) (only meaningful when the dense tau term is used)
+    c1: Tensor  # dense coefficient on q = softmax(z)
+    ct: Tensor  # dense coefficient on q^tau = softmax(z / tau)
+    val_ids: Tensor  # [rows, k] full gradient value at the teacher ids
+    val_lab: Tensor  # [rows] full gradient value at the label
+
+
+def _row_terms(
+    z_ids: Tensor,
+    z_lab: Tensor,
+    m: Tensor,
+    s1: Tensor,
+    st: Tensor | None,
+    teacher_ids: Tensor,
+    teacher_lp: Tensor,
+    labels: Tensor,
+    w: Tensor,
+    *,
+    bucket: bool,
+    tau: float,
+    ce_weight: float,
+    tau_dense: bool,
+) -> _RowTerms:
+    f64 = torch.float64
+    z_ids, z_lab, m, s1 = z_ids.to(f64), z_lab.to(f64), m.to(f64), s1.to(f64)
+    lp = teacher_lp.to(f64)
+    valid = labels != IGNORE_INDEX
+    w = torch.where(valid, w.to(f64), torch.zeros_like(m))
+    lse1 = m + torch.log(s1)
+    logq1_ids = z_ids - lse1[:, None]
+    q1_ids = torch.exp(logq1_ids)
+    q1_lab = torch.exp(z_lab - lse1)
+    ce = lse1 - z_lab
+
+    if bucket:
+        # Student tempered log-probs at the teacher ids; its tail in log space.
+        lset = m / tau + torch.log(st.to(f64)) if st is not None else lse1
+        logqt_ids = z_ids / tau - lset[:, None]
+        logqt_tail = _log1mexp(torch.logsumexp(logqt_ids, dim=-1)).clamp(min=math.log(Q_TAIL_FLOOR))
+        # Teacher: tail from its own top-k (log1mexp of logsumexp: no 1 - sum cancellation), then
+        # tempering of the (k+1)-way coarse distribution.
+        lp_tail = _log1mexp(torch.logsumexp(lp, dim=-1))
+        a = torch.cat([lp, lp_tail[:, None]], dim=-1) / tau
+        logp = a - torch.logsumexp(a, dim=-1, keepdim=True)
+        logp_ids, logp_tail = logp[:, :-1], logp[:, -1]
+        p_ids, p_tail = torch.exp(logp_ids), torch.exp(logp_tail)
+        kl = _plogratio(p_ids, logp_ids, logqt_ids).sum(-1) + _plogratio(p_tail, logp_tail, logqt_tail)
+        r = p_tail / torch.exp(logqt_tail)
+        qt_ids = torch.exp(logqt_ids)
+        a_dense = tau * (1.0 - r)  # on q^tau, every j
+        corr_ids = tau * (r[:, None] * qt_ids - p_ids)  # extra at j in I
+    else:
+        lset = lse1
+        logp_ids = torch.log_softmax(lp / tau, dim=-1)
+        logqh_ids = torch.log_softmax(z_ids / tau, dim=-1)
+        p_ids = torch.exp(logp_ids)
+        kl = _plogratio(p_ids, logp_ids, logqh_ids).sum(-1)
+        a_dense = torch.zeros_like(m)
+        corr_ids = tau * (torch.exp(logqh_ids) - p_ids)
+    kl = kl * tau**2
+
+    # Dense coefficients (times the token weight). With tau == 1 both softmaxes are q: fold into c1.
+    if tau_dense:
+        c1 = w * ce_weight
+        ct = w * a_dense
+        dense_ids = c1[:, None] * q1_ids + ct[:, None] * torch.exp(z_ids / tau - lset[:, None])
+        dense_lab = c1 * q1_lab + ct * torch.exp(z_lab / tau - lset)
+    else:
+        c1 = w * (ce_weight + a_dense)
+        ct = torch.zeros_like(c1)
+        dense_ids = c1[:, None] * q1_ids
+        dense_lab = c1 * q1_lab
+    is_lab = teacher_ids == labels[:, None]
+    corr_ids = w[:, None] * corr_ids
+    val_ids = dense_ids + corr_ids - (w * ce_weight)[:, None] * is_lab
+    # The label may be one of the teacher ids: then both positions get the same (complete) value.
+    val_lab = dense_lab - w * ce_weight + (corr_ids * is_lab).sum(-1)
+
+    top1 = teacher_lp.argmax(dim=-1, keepdim=True)
+    agree = z_ids.gather(1, top1).squeeze(1) >= m
+    zero = torch.zeros_like(m)
+    v2 = valid[:, None]
+    return _RowTerms(
+        kl=torch.where(valid, kl, zero),
+        ce=torch.where(valid, ce, zero),
+        tmass=torch.where(valid, torch.exp(lp).sum(-1), zero),
+        smass=torch.where(valid, q1_ids.sum(-1), zero),
+        agree=agree & valid,
+        lse1=torch.where(valid, lse1, zero),
+        lset=torch.where(valid, lset, zero),
+        c1=torch.where(valid, c1, zero),
+        ct=torch.where(valid, ct, zero),
+        val_ids=torch.where(v2, val_ids, torch.zeros_like(val_ids)),
+        val_lab=torch.where(valid, val_lab, zero),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Row passes: torch reference (vocab slices of fp32, never the [T, V] logits)
+# ----------------------------------------------------------------------------------------------------------
+
+_TORCH_VOCAB_SLICE = 16384
+
+
+def _stats_torch(z: Tensor, inv_tau: float, need_tau: bool):
+    n, v = z.shape
+    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
+    m = torch.full((n,), -math.inf, dtype=acc, device=z.device)
+    for v0 in range(0, v, _TORCH_VOCAB_SLICE):
+        m = torch.maximum(m, z[:, v0 : v0 + _TORCH_VOCAB_SLICE].to(acc).amax(dim=1))
+    s1 = torch.zeros_like(m)
+    st = torch.zeros_like(m) if need_tau else None
+    for v0 in range(0, v, _TORCH_VOCAB_SLICE):
+        d = z[:, v0 : v0 + _TORCH_VOCAB_SLICE].to(acc) - m[:, None]
+        s1 += torch.exp(d).sum(dim=1)
+        if need_tau:
+            st += torch.exp(d * inv_tau).sum(dim=1)
+    return m, s1, st
+
+
+def _dense_grad_torch_(
+    z: Tensor, lse1: Tensor, c1: Tensor, lset: Tensor, ct: Tensor, inv_tau: float, tau_dense: bool
+):
+    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
+    lse1, c1, lset, ct = (t.to(acc)[:, None] for t in (lse1, c1, lset, ct))
+    for v0 in range(0, z.shape[1], _TORCH_VOCAB_SLICE):
+        zs = z[:, v0 : v0 + _TORCH_VOCAB_SLICE]
+        zf = zs.to(acc)
+        g = c1 * torch.exp(zf - lse1)
+        if tau_dense:
+            g += ct * torch.exp(zf * inv_tau - lset)
+        zs.copy_(g)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The op
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _acc_mm_(acc: Tensor, a: Tensor, b: Tensor) -> None:
+    """acc += a @ b with fp32 (or fp64) accumulation and output, a and b in their own dtype."""
+    if a.dtype == acc.dtype:
+        acc.addmm_(a, b)
+    elif acc.is_cuda:
+        # cuBLAS bf16 x bf16 -> fp32 C with beta = 1: no fp32 copies of the operands.
+        torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
+    else:
+        acc.addmm_(a.to(acc.dtype), b.to(acc.dtype))
+
+
+def _chunk_rows(T: int, v_local: int, itemsize: int) -> int:
+    rows = max(1, _CHUNK_BYTES // max(1, v_local * itemsize))
+    if rows >= 128:
+        rows = rows // 128 * 128  # GEMM-friendly
+    return max(1, min(T, rows))
+
+
+def _sparse_kl_impl(
+    hidden: Tensor,
+    weight: Tensor,
+    teacher_ids: Tensor,
+    teacher_logprobs: Tensor,
+    labels: Tensor,
+    token_weights: Tensor,
+    impl: str,
+    tail_bucket: bool,
+    temperature: float,
+    ce_weight: float,
+    vocab_start: int,
+    group_name: str,
+    need_grad_hidden: bool,
+    need_grad_weight: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The body of the custom op ``vpmoe::sparse_kl`` (mutates none of its inputs). Returns (loss, kl, ce,
+    teacher_topk_mass, student_mass_on_teacher_ids, top1_agree, grad_hidden, grad_weight); the last two
+    are d loss / d input in fp32 (fp64 for fp64 inputs), empty when not needed."""
+    dev = hidden.device
+    T, H = hidden.shape
+    v_local = weight.shape[0]
+    group = _GROUPS.get(group_name) if group_name else None
+    if group_name and group is None:
+        raise RuntimeError(f"process group {group_name!r} is not registered (call through sparse_kl)")
+    tau = float(temperature)
+    inv_tau = 1.0 / tau
+    need_grad = need_grad_hidden or need_grad_weight
+    tau_dense = tail_bucket and tau != 1.0
+    need_tau_stats = tail_bucket and tau != 1.0
+    acc_dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+    if impl == "triton":
+        from kernels import sparse_kl_triton as tk
+
+    kl = torch.zeros(T, dtype=acc_dtype, device=dev)
+    ce = torch.zeros_like(kl)
+    tmass = torch.zeros_like(kl)
+    smass = torch.zeros_like(kl)
+    agree = torch.zeros(T, dtype=torch.bool, device=dev)
+    loss = torch.zeros((), dtype=torch.float64, device=dev)
+    gh = (
+        torch.zeros(T, H, dtype=acc_dtype, device=dev)
+        if need_grad_hidden
+        else hidden.new_zeros(0, dtype=acc_dtype)
+    )
+    gw = (
+        torch.zeros(v_local, H, dtype=acc_dtype, device=dev)
+        if need_grad_weight
+        else weight.new_zeros(0, dtype=acc_dtype)
+    )
+
+    rows = _chunk_rows(T, v_local, hidden.element_size())
+    # One flat buffer reused by every chunk; its last element is a write sink for sparse entries that
+    # another rank owns (vocab-parallel), so the scatter needs no data-dependent shapes (no host sync).
+    buf = torch.empty(rows * v_local + 1, dtype=hidden.dtype, device=dev)
+    valid_all = labels != IGNORE_INDEX
+    for t0 in range(0, T, rows):
+        t1 = min(T, t0 + rows)
+        n = t1 - t0
+        h = hidden[t0:t1]
+        z = buf[: n * v_local].view(n, v_local)
+        torch.mm(h, weight.t(), out=z)
+
+        ids = teacher_ids[t0:t1].long()
+        lab = labels[t0:t1].long()
+        valid = valid_all[t0:t1]
+        ids_loc = ids - vocab_start
+        lab_loc = lab - vocab_start
+        own_ids = (ids_loc >= 0) & (ids_loc < v_local) & valid[:, None]
+        own_lab = (lab_loc >= 0) & (lab_loc < v_local) & valid
+        ids_c = torch.where(own_ids, ids_loc, torch.zeros_like(ids_loc))
+        lab_c = torch.where(own_lab, lab_loc, torch.zeros_like(lab_loc))
+        z_ids = torch.where(own_ids, z.gather(1, ids_c).to(acc_dtype), 0.0)
+        z_lab = torch.where(own_lab, z.gather(1, lab_c[:, None]).squeeze(1).to(acc_dtype), 0.0)
+
+        if impl == "triton":
+            m, s1, st = tk.row_stats(z, inv_tau, need_tau_stats)
+        else:
+            m, s1, st = _stats_torch(z, inv_tau, need_tau_stats)
+        if group is not None:
+            m, s1, st, z_ids, z_lab = _combine_across_ranks(m, s1, st, z_ids, z_lab, inv_tau, group)
+
+        rt = _row_terms(
+            z_ids,
+            z_lab,
+            m,
+            s1,
+            st,
+            ids,
+            teacher_logprobs[t0:t1],
+            lab,
+            token_weights[t0:t1],
+            bucket=tail_bucket,
+            tau=tau,
+            ce_weight=ce_weight,
+            tau_dense=tau_dense,
+        )
+        kl[t0:t1] = rt.kl
+        ce[t0:t1] = rt.ce
+        tmass[t0:t1] = rt.tmass
+        smass[t0:t1] = rt.smass
+        agree[t0:t1] = rt.agree
+        w = torch.where(valid, token_weights[t0:t1].to(torch.float64), 0.0)
+        loss += (w * (rt.kl + ce_weight * rt.ce)).sum()
+
+        if not need_grad:
+            continue
+        f32 = torch.float32 if acc_dtype != torch.float64 else torch.float64
+        if impl == "triton":
+            tk.dense_grad_(
+                z, rt.lse1.to(f32), rt.c1.to(f32), rt.lset.to(f32), rt.ct.to(f32), inv_tau, tau_dense
+            )
+        else:
+            _dense_grad_torch_(z, rt.lse1, rt.c1, rt.lset, rt.ct, inv_tau, tau_dense)
+        # Sparse entries: overwrite with their complete value (dense part + correction), rounded once.
+        sink = n * v_local
+        row = torch.arange(n, device=dev)[:, None] * v_local
+        flat_ids = torch.where(own_ids, row + ids_c, sink)
+        flat_lab = torch.where(own_lab, row[:, 0] + lab_c, sink)
+        flat = torch.cat([flat_ids.reshape(-1), flat_lab])
+        vals = torch.cat([rt.val_ids.reshape(-1), rt.val_lab]).to(buf.dtype)
+        buf.scatter_(0, flat, vals)
+
+        if need_grad_hidden:
+            _acc_mm_(gh[t0:t1], z, weight)
+        if need_grad_weight:
+            _acc_mm_(gw, z.t(), h)
+
+    if need_grad_hidden and group is not None:
+        import torch.distributed as dist
+
+        dist.all_reduce(gh, group=group)
+    return loss.to(acc_dtype), kl, ce, tmass, smass, agree, gh, gw
+
+
+def _combine_across_ranks(m, s1, st, z_ids, z_lab, inv_tau, group):
+    """Vocab-parallel: global max, then sums rescaled to it; gathered logits are zero where not owned."""
+    import torch.distributed as dist
+
+    gm = m.clone()
+    dist.all_reduce(gm, op=dist.ReduceOp.MAX, group=group)
+    parts = [s1 * torch.exp(m - gm)]
+    if st is not None:
+        parts.append(st * torch.exp((m - gm) * inv_tau))
+    n, k = z_ids.shape
+    packed = torch.cat([p.to(z_ids.dtype) for p in parts] + [z_lab, z_ids.reshape(-1)])
+    dist.all_reduce(packed, group=group)
+    s1 = packed[:n]
+    off = n
+    if st is not None:
+        st = packed[off : off + n]
+        off += n
+    z_lab = packed[off : off + n]
+    z_ids = packed[off + n :].view(n, k)
+    return gm, s1, st, z_ids, z_lab
+
+
+_sparse_kl_op = torch.library.custom_op("vpmoe::sparse_kl", _sparse_kl_impl, mutates_args=())
+
+
+@_sparse_kl_op.register_fake
+def _(hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, impl, tail_bucket, temperature,
+      ce_weight, vocab_start, group_name, need_grad_hidden, need_grad_weight):  # fmt: skip
+    T, H = hidden.shape
+    acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+    vec = hidden.new_empty(T, dtype=acc)
+    gh = hidden.new_empty((T, H) if need_grad_hidden else (0,), dtype=acc)
+    gw = weight.new_empty(tuple(weight.shape) if need_grad_weight else (0,), dtype=acc)
+    return (
+        hidden.new_empty((), dtype=acc),
+        vec,
+        vec.clone(),
+        vec.clone(),
+        vec.clone(),
+        hidden.new_empty(T, dtype=torch.bool),
+        gh,
+        gw,
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    hidden, weight = inputs[0], inputs[1]
+    ctx.need = (inputs[12], inputs[13])
+    ctx.dtypes = (hidden.dtype, weight.dtype)
+    ctx.save_for_backward(output[6], output[7])
+
+
+def _backward(ctx, g_loss, *_unused):
+    gh, gw = ctx.saved_tensors
+    grad_h = grad_w = None
+    if ctx.need[0] and ctx.needs_input_grad[0]:
+        # One rounding: fp32 gradient x grad_output written straight into the input dtype.
+        grad_h = torch.mul(
+            gh, g_loss.to(gh.dtype), out=torch.empty(gh.shape, dtype=ctx.dtypes[0], device=gh.device)
+        )
+    if ctx.need[1] and ctx.needs_input_grad[1]:
+        grad_w = torch.mul(
+            gw, g_loss.to(gw.dtype), out=torch.empty(gw.shape, dtype=ctx.dtypes[1], device=gw.device)
+        )
+    return (grad_h, grad_w) + (None,) * 12
+
+
+_sparse_kl_op.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,328 @@
+"""CPU tests of kernels.sparse_kl: the torch reference against fp64 closed-form maths (full logits are fine
+at V = 301), the Triton kernels under TRITON_INTERPRET=1 against the reference, vocab-parallel over two gloo
+processes, gradcheck and the custom op's schema checks. The GPU matrix is tests/gpu/test_sparse_kl_gpu.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    # Must precede the first triton import (the kernels module is imported lazily on the first
+    # impl="triton" call). On a CUDA machine the interpreter tests below are skipped instead.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import kernels.sparse_kl_head as head
+from kernels import sparse_kl
+
+INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1" and not torch.cuda.is_available()
+needs_interpreter = pytest.mark.skipif(
+    not INTERPRETER, reason="Triton CPU interpreter tests run without CUDA"
+)
+
+
+def make_case(T=37, H=40, V=301, k=7, *, peaked=False, seed=0, dtype=torch.float32, ignore_every=5):
+    """Odd sizes on purpose (none a power of two). Peaked: student logits std 6 with a teacher that
+    mostly agrees (trained-like); flat: std 0.3 and an unrelated teacher. Labels are sampled from the
+    teacher, so they often coincide with a teacher id (the duplicate-position path)."""
+    g = torch.Generator().manual_seed(seed)
+    s = 6.0 if peaked else 0.3
+    hidden = torch.randn(T, H, generator=g, dtype=torch.float64)
+    weight = torch.randn(V, H, generator=g, dtype=torch.float64) * (s / math.sqrt(H))
+    if peaked:
+        t_logits = hidden @ weight.T + torch.randn(T, V, generator=g, dtype=torch.float64)
+    else:
+        t_logits = 2.0 * torch.randn(T, V, generator=g, dtype=torch.float64)
+    t_lp = t_logits.log_softmax(-1)
+    lp, ids = t_lp.topk(k, dim=-1)
+    perm = torch.randperm(k, generator=g)  # the kernel must not assume the top-1 comes first
+    lp, ids = lp[:, perm].contiguous(), ids[:, perm].contiguous()
+    labels = torch.multinomial(t_lp.exp(), 1, generator=g).squeeze(1)
+    if ignore_every:
+        labels[::ignore_every] = -100
+    tw = 0.5 + torch.rand(T, generator=g, dtype=torch.float64)
+    return dict(
+        hidden=hidden.to(dtype),
+        weight=weight.to(dtype),
+        teacher_ids=ids,
+        teacher_logprobs=lp.float(),
+        labels=labels,
+        token_weights=tw.float(),
+    )
+
+
+def oracle(case, *, tail, temperature, ce_weight):
+    """fp64 closed form on the full logits, gradients by autograd: independent of the chunked code
+    (plain 1 - sum for the tails, no log1mexp, no clamping)."""
+    h = case["hidden"].detach().double().clone().requires_grad_()
+    w = case["weight"].detach().double().clone().requires_grad_()
+    ids, lp, lab = case["teacher_ids"], case["teacher_logprobs"].double(), case["labels"]
+    tw = case["token_weights"].double()
+    tau = temperature
+    z = h @ w.T
+    logq1 = z.log_softmax(-1)
+    valid = lab != -100
+    if tail == "bucket":
+        lq_ids = (z / tau).log_softmax(-1).gather(1, ids)
+        q_tail = 1 - lq_ids.exp().sum(-1)
+        p_tail = (1 - lp.exp().sum(-1)).clamp(min=0)
+        a = torch.cat([lp, p_tail.log()[:, None]], -1) / tau
+        logp = a.log_softmax(-1)
+        logq = torch.cat([lq_ids, q_tail.log()[:, None]], -1)
+    else:
+        logp = (lp / tau).log_softmax(-1)
+        logq = (z.gather(1, ids) / tau).log_softmax(-1)
+    p = logp.exp()
+    kl = tau**2 * torch.where(p > 0, p * (logp - logq), 0).sum(-1)
+    ce = -logq1.gather(1, lab.clamp(min=0)[:, None]).squeeze(1)
+    kl, ce = torch.where(valid, kl, 0), torch.where(valid, ce, 0)
+    loss = (torch.where(valid, tw, 0) * (kl + ce_weight * ce)).sum()
+    gh, gw = torch.autograd.grad(loss, (h, w))
+    top1 = ids.gather(1, lp.argmax(-1, keepdim=True)).squeeze(1)
+    return dict(
+        loss=loss.detach(),
+        kl=kl.detach(),
+        ce=ce.detach(),
+        tmass=torch.where(valid, lp.exp().sum(-1), 0),
+        smass=torch.where(valid, logq1.exp().gather(1, ids).sum(-1), 0).detach(),
+        agree=(z.argmax(-1) == top1) & valid,
+        gh=gh,
+        gw=gw,
+    )
+
+
+def run(case, *, impl, grad_output=1.0, **kw):
+    h = case["hidden"].clone().requires_grad_()
+    w = case["weight"].clone().requires_grad_()
+    args = {k: v for k, v in case.items() if k not in ("hidden", "weight")}
+    r = sparse_kl(h, w, impl=impl, **args, **kw)
+    (r.loss * grad_output).backward()
+    return r, h.grad, w.grad
+
+
+def rel(a, b):
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp(min=1e-300)) if b.norm() > 0 else float((a - b).norm())
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Force several row chunks (the last one partial) at test sizes."""
+    monkeypatch.setattr(head, "_CHUNK_BYTES", 301 * 8 * 10)
+
+
+# --------------------------------------------------------------------------------------------- reference
+
+
+@pytest.mark.parametrize("tail", ["bucket", "renorm"])
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+@pytest.mark.parametrize("peaked", [False, True])
+def test_torch_reference_matches_fp64_closed_form(tail, temperature, peaked, small_chunks):
+    case = make_case(peaked=peaked, dtype=torch.float64, seed=1)
+    kw = dict(tail=tail, temperature=temperature, ce_weight=0.7)
+    ref = oracle(case, **kw)
+    r, gh, gw = run(case, impl="torch", grad_output=1.0, **kw)
+    assert r.loss.dtype == torch.float64
+    assert rel(r.loss, ref["loss"]) < 1e-12
+    assert rel(r.kl, ref["kl"]) < 1e-10
+    assert rel(r.ce, ref["ce"]) < 1e-12
+    assert rel(r.teacher_topk_mass, ref["tmass"]) < 1e-12
+    assert rel(r.student_mass_on_teacher_ids, ref["smass"]) < 1e-12
+    assert torch.equal(r.top1_agree, ref["agree"])
+    assert rel(gh, ref["gh"]) < 1e-10
+    assert rel(gw, ref["gw"]) < 1e-10
+
+
+def test_gradcheck_tiny_fp64():
+    case = make_case(T=6, H=5, V=13, k=3, seed=2, dtype=torch.float64, ignore_every=4)
+    args = {k: v for k, v in case.items() if k not in ("hidden", "weight")}
+    h = case["hidden"].clone().requires_grad_()
+    w = case["weight"].clone().requires_grad_()
+    for tail in ("bucket", "renorm"):
+
+        def f(h, w, tail=tail):
+            return sparse_kl(h, w, impl="torch", tail=tail, temperature=1.5, ce_weight=0.3, **args).loss
+
+        assert torch.autograd.gradcheck(f, (h, w), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_opcheck_schema():
+    case = make_case(T=6, H=5, V=13, k=3, seed=3, dtype=torch.float32)
+    h = case["hidden"].clone().requires_grad_()
+    w = case["weight"].clone().requires_grad_()
+    op_args = (
+        h,
+        w,
+        case["teacher_ids"],
+        case["teacher_logprobs"],
+        case["labels"],
+        case["token_weights"],
+        "torch",
+        True,
+        1.5,
+        0.3,
+        0,
+        "",
+        True,
+        True,
+    )
+    torch.library.opcheck(
+        torch.ops.vpmoe.sparse_kl.default,
+        op_args,
+        test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
+    )
+
+
+def test_per_token_outputs_are_detached_and_inputs_untouched():
+    case = make_case(seed=4)
+    before = {k: v.clone() for k, v in case.items()}
+    r, _, _ = run(case, impl="torch", grad_output=3.0, ce_weight=0.2)
+    assert r.loss.requires_grad
+    assert not any(t.requires_grad for t in r[1:])
+    for k, v in case.items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_all_ignored_batch_is_zero_and_finite(small_chunks):
+    case = make_case(seed=5)
+    case["labels"][:] = -100
+    for impl in ["torch"] + (["triton"] if INTERPRETER else []):
+        r, gh, gw = run(case, impl=impl, temperature=1.3, ce_weight=0.5)
+        assert float(r.loss) == 0.0
+        assert torch.count_nonzero(r.kl) == 0 and torch.count_nonzero(r.ce) == 0
+        assert torch.count_nonzero(gh) == 0 and torch.count_nonzero(gw) == 0
+        assert not r.top1_agree.any()
+
+
+def test_tail_floor_keeps_gradient_direction():
+    """Student puts ~all its mass on the teacher ids while the teacher keeps tail mass: q_tail is below
+    Q_TAIL_FLOOR. Loss and gradient stay finite, and the gradient still raises every tail logit
+    (d loss / d z_j < 0 for j outside the teacher ids)."""
+    T, H, V, k = 4, 8, 50, 5
+    g = torch.Generator().manual_seed(6)
+    hidden = torch.eye(T, H, dtype=torch.float64)
+    weight = torch.zeros(V, H, dtype=torch.float64)
+    ids = torch.stack([torch.randperm(V, generator=g)[:k] for _ in range(T)])
+    for t in range(T):
+        weight[ids[t], t] = 40.0  # q_tail ~ V e^-40: far below the floor
+    lp = torch.full((T, k), math.log(0.9 / k))  # teacher tail mass 0.1
+    labels = ids[:, 0].clone()
+    hidden.requires_grad_()
+    z = (hidden @ weight.T).detach().requires_grad_()
+    # Gradient with respect to the logits through an identity "weight": hidden = I, so grad_weight rows
+    # are d loss / d z_j for the row that sees them.
+    w = weight.clone().requires_grad_()
+    r = sparse_kl(hidden.detach(), w, ids, lp, labels, impl="torch")
+    r.loss.backward()
+    assert math.isfinite(float(r.loss)) and torch.isfinite(w.grad).all()
+    for t in range(T):
+        tail = torch.ones(V, dtype=torch.bool)
+        tail[ids[t]] = False
+        assert (w.grad[tail, t] < 0).all()
+    del z
+
+
+def test_rejects_bad_ids_and_cpu_triton(monkeypatch):
+    case = make_case(T=5, H=4, V=11, k=2, seed=7)
+    case["teacher_ids"][1, 0] = 11
+    case["labels"][1] = 3
+    with pytest.raises(ValueError, match="outside"):
+        run(case, impl="torch")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="needs CUDA"):
+        run(make_case(T=5, H=4, V=11, k=2, seed=7), impl="triton")
+    with pytest.raises(ValueError, match="process_group"):
+        run(make_case(T=5, H=4, V=11, k=2, seed=7), impl="torch", vocab_start=3)
+
+
+# ---------------------------------------------------------------------------- Triton (CPU interpreter)
+
+# Slack of the kernel's error over the torch reference's own error, both against fp64 maths on the same
+# rounded inputs. Both share the logits GEMM; they differ in fp32 reduction order (tiles of 128 vs slices),
+# so errors agree to within a small factor; ABS_FLOOR covers fp32 rounding when both errors are ~1e-7.
+SLACK = 2.0
+ABS_FLOOR = {torch.float32: 2e-6, torch.bfloat16: 2e-6}
+
+
+@needs_interpreter
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("peaked", [False, True], ids=["flat", "peaked"])
+@pytest.mark.parametrize(
+    "tail,temperature", [("bucket", 1.0), ("bucket", 2.0), ("renorm", 1.0), ("renorm", 0.7)]
+)
+def test_triton_interpreter_vs_reference(dtype, peaked, tail, temperature, small_chunks):
+    case = make_case(peaked=peaked, dtype=dtype, seed=11)
+    before = {k: v.clone() for k, v in case.items()}
+    kw = dict(tail=tail, temperature=temperature, ce_weight=0.5, grad_output=2.5)
+    ref = oracle(case, tail=tail, temperature=temperature, ce_weight=0.5)
+    ref["gh"], ref["gw"], ref["loss"] = 2.5 * ref["gh"], 2.5 * ref["gw"], ref["loss"]
+    rt, gh_t, gw_t = run(case, impl="torch", **kw)
+    rk, gh_k, gw_k = run(case, impl="triton", **kw)
+    for k, v in case.items():
+        assert torch.equal(v, before[k]), f"{k} modified"
+    assert gh_k.dtype == dtype and gw_k.dtype == dtype
+    assert torch.equal(rk.top1_agree, rt.top1_agree)
+    pairs = {
+        "loss": (rk.loss, rt.loss, ref["loss"]),
+        "kl": (rk.kl, rt.kl, ref["kl"]),
+        "ce": (rk.ce, rt.ce, ref["ce"]),
+        "smass": (rk.student_mass_on_teacher_ids, rt.student_mass_on_teacher_ids, ref["smass"]),
+        "grad_hidden": (gh_k, gh_t, ref["gh"]),
+        "grad_weight": (gw_k, gw_t, ref["gw"]),
+    }
+    for name, (k_out, t_out, r_out) in pairs.items():
+        assert torch.isfinite(k_out).all(), name
+        e_k, e_t = rel(k_out, r_out), rel(t_out, r_out)
+        assert e_k <= SLACK * e_t + ABS_FLOOR[dtype], f"{name}: kernel {e_k:.3g} vs torch {e_t:.3g}"
+
+
+# ------------------------------------------------------------------------------- vocab-parallel (gloo)
+
+
+def _vp_worker(rank, world, init_file, case, configs, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        V = case["weight"].shape[0]
+        bounds = [0, 140, V]  # uneven shards
+        lo, hi = bounds[rank], bounds[rank + 1]
+        results = []
+        for cfg in configs:
+            h = case["hidden"].clone().requires_grad_()
+            w = case["weight"][lo:hi].clone().requires_grad_()
+            args = {k: v for k, v in case.items() if k not in ("hidden", "weight")}
+            r = sparse_kl(h, w, impl="torch", vocab_start=lo, process_group=dist.group.WORLD, **args, **cfg)
+            (r.loss * 1.5).backward()
+            results.append(({k: v for k, v in r._asdict().items()}, h.grad, w.grad))
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_vocab_parallel_two_gloo_ranks_equal_single_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    case = make_case(peaked=True, dtype=torch.float64, seed=21)
+    configs = [
+        dict(tail="bucket", temperature=1.7, ce_weight=0.4),
+        dict(tail="renorm", temperature=1.0, ce_weight=0.0),
+    ]
+    mp.spawn(_vp_worker, args=(2, str(tmp_path / "init"), case, configs, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{i}.pt") for i in range(2)]
+    for c, cfg in enumerate(configs):
+        r1, gh1, gw1 = run(case, impl="torch", grad_output=1.5, **cfg)
+        full = r1._asdict()
+        for rank in range(2):
+            res, gh, _ = ranks[rank][c]
+            for key, v in full.items():
+                if v.dtype == torch.bool:
+                    assert torch.equal(res[key], v), key
+                else:
+                    assert rel(res[key], v) < 1e-12, key
+            assert rel(gh, gh1) < 1e-12
+        assert rel(torch.cat([ranks[0][c][2], ranks[1][c][2]]), gw1) < 1e-12
