@@ -1,0 +1,428 @@
+"""Build the vpMoE student on megatron-core 0.19.2 and run it up to (not through) the LM head.
+
+    init_parallel(ParallelConfig(expert_parallel=2), device=torch.device("cpu"))  # after dist init
+    model = build_student(cfg, device=device, seed=1234)
+    set_aux_loss_backward_scale(1.0 / num_microbatches)
+    out = forward_student(model, input_ids)  # out.head.hidden [s, b, h], out.head.weight [V, h]
+    loss = my_loss(out.head) ; loss.backward()  # router aux / z-loss gradients ride along
+
+What `forward_student` hands over comes from `GPTModel.forward(..., output_processor=fn)` (megatron-core
+0.19.2 `gpt_model.py`, `_postprocess`): after the decoder (whose last op is the final RMSNorm,
+`transformer_block.py` `final_layernorm`) and before the output layer, `fn` is called with keyword arguments
+`hidden_states` ([s, b, h], sequence-first; sequence-sharded [s/tp, b, h] under sequence parallel),
+`output_layer` (the `ColumnParallelLinear` LM head), `output_weight` (None unless embeddings are tied:
+then the shared embedding weight) and the batch (`labels`, `loss_mask`, `input_ids`, ...); whatever `fn`
+returns is what `GPTModel.forward` returns. Our `fn` returns `LMHeadInputs` and never calls the output
+layer, so the [s, b, V] logits are never built. docs/student_model.md has the long form.
+
+MoE aux losses in megatron-core 0.19: each router computes its load-balancing loss and z-loss in the
+forward pass and attaches them to its activations with `MoEAuxLossAutoScaler` (`moe_utils.py`): an
+autograd identity whose backward injects d(coeff * aux)/d(router) scaled by the class-level
+`main_loss_backward_scale`. So the aux gradients enter whatever backward passes through the MoE layers;
+they are never added to the returned loss. Their values (unweighted, detached) are recorded per layer in
+`get_moe_metrics_tracker()` (`moe_logging.py`); `forward_student` returns this forward pass's share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from megatron.core import parallel_state, tensor_parallel
+from megatron.core.models.gpt.gpt_layer_specs import (
+    get_gpt_layer_local_spec,
+    get_gpt_layer_with_transformer_engine_spec,
+)
+from megatron.core.models.gpt.gpt_model import GPTModel
+from megatron.core.transformer.moe.moe_logging import get_moe_metrics_tracker
+from megatron.core.transformer.moe.moe_utils import MoEAuxLossAutoScaler
+from megatron.core.transformer.transformer_config import TransformerConfig
+from torch import Tensor
+
+from vpmoe.model.config import StudentConfig
+from vpmoe.model.megatron_cpu import cpu_adaptations_applied
+
+log = logging.getLogger(__name__)
+
+# Names under which megatron-core 0.19 routers record their aux losses in the metrics tracker
+# (router.py: `_apply_aux_loss` -> "load_balancing_loss", `apply_z_loss` -> "z_loss").
+LOAD_BALANCING_LOSS = "load_balancing_loss"
+Z_LOSS = "z_loss"
+
+
+@dataclass(kw_only=True)
+class ParallelConfig:
+    """Model-parallel layout. Data parallelism is whatever is left of the world size."""
+
+    tensor_parallel: int = 1
+    expert_parallel: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("tensor_parallel", "expert_parallel"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def init_parallel(cfg: ParallelConfig, *, device: torch.device) -> None:
+    """Initialize torch.distributed (if needed) and megatron-core's parallel state.
+
+    torch.distributed is initialized from the environment (`torchrun`, or MASTER_ADDR/PORT, RANK,
+    WORLD_SIZE set by the caller) with gloo on CPU and NCCL on GPU. On CPU, call
+    `megatron_cpu.apply_cpu_adaptations()` first.
+    """
+    if device.type == "cpu" and not cpu_adaptations_applied():
+        raise RuntimeError(
+            "on CPU call vpmoe.model.megatron_cpu.apply_cpu_adaptations() before init_parallel"
+        )
+    if not torch.distributed.is_initialized():
+        backend = "gloo" if device.type == "cpu" else "nccl"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend=backend)
+    world = torch.distributed.get_world_size()
+    model_parallel = cfg.tensor_parallel * cfg.expert_parallel
+    if world % cfg.tensor_parallel or world % cfg.expert_parallel:
+        raise ValueError(
+            f"world size {world} is not divisible by tensor_parallel={cfg.tensor_parallel} and "
+            f"expert_parallel={cfg.expert_parallel}"
+        )
+    if parallel_state.model_parallel_is_initialized():
+        raise RuntimeError("megatron parallel state is already initialized; call teardown_parallel() first")
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=cfg.tensor_parallel,
+        pipeline_model_parallel_size=1,
+        expert_model_parallel_size=cfg.expert_parallel,
+    )
+    log.info(
+        "parallel: world %d = tp %d x dp %d; ep %d (model-parallel product %d), backend %s",
+        world,
+        cfg.tensor_parallel,
+        parallel_state.get_data_parallel_world_size(),
+        cfg.expert_parallel,
+        model_parallel,
+        torch.distributed.get_backend(),
+    )
+
+
+def teardown_parallel() -> None:
+    """Undo `init_parallel` (tests run several layouts in one process)."""
+    parallel_state.destroy_model_parallel()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def transformer_config(cfg: StudentConfig, *, device: torch.device) -> TransformerConfig:
+    """Map the student's config onto megatron-core's TransformerConfig for this device and layout."""
+    if cfg.layer_spec == "te" and device.type != "cuda":
+        raise ValueError("layer_spec='te' needs CUDA (Transformer Engine); use layer_spec='local' on CPU")
+    tp = parallel_state.get_tensor_model_parallel_world_size()
+    ep = parallel_state.get_expert_model_parallel_world_size()
+    if tp > 1 and cfg.layer_spec != "te":
+        raise ValueError(
+            "tensor parallelism with MoE needs sequence parallel, which the local spec's norm rejects: "
+            "use layer_spec='te' (platform notes, megatron-core on CPU)"
+        )
+    if cfg.num_moe_experts % ep:
+        raise ValueError(f"num_moe_experts {cfg.num_moe_experts} is not divisible by expert_parallel {ep}")
+    bf16 = cfg.dtype == "bf16"
+    return TransformerConfig(
+        num_layers=cfg.num_layers,
+        hidden_size=cfg.hidden_size,
+        ffn_hidden_size=cfg.moe_ffn_hidden_size,
+        num_attention_heads=cfg.num_attention_heads,
+        num_query_groups=cfg.num_query_groups,
+        kv_channels=cfg.head_dim,
+        num_moe_experts=cfg.num_moe_experts,
+        moe_router_topk=cfg.moe_router_topk,
+        moe_ffn_hidden_size=cfg.moe_ffn_hidden_size,
+        moe_router_load_balancing_type="aux_loss",
+        moe_aux_loss_coeff=cfg.moe_aux_loss_coeff,
+        # None, not 0: the router records z_loss / coeff in its tracker (router.py apply_z_loss).
+        moe_z_loss_coeff=cfg.moe_z_loss_coeff or None,
+        moe_router_dtype="fp32" if cfg.router_fp32 else None,
+        moe_grouped_gemm=cfg.layer_spec == "te",
+        # alltoall is megatron's dispatcher for expert parallelism on GPU; it creates a torch.cuda.Stream
+        # when constructed (token_dispatcher.py:469), so CPU uses allgather. Both are exact (no capacity
+        # factor, no token dropping): the choice changes communication, not the maths.
+        moe_token_dispatcher_type="alltoall" if device.type == "cuda" else "allgather",
+        # Bias-free linears everywhere: with biases the local experts' autograd breaks on CPU (platform
+        # notes) and GPT-OSS-style students gain nothing from them.
+        add_bias_linear=False,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        normalization="RMSNorm",
+        layernorm_epsilon=cfg.norm_epsilon,
+        hidden_dropout=cfg.hidden_dropout,
+        attention_dropout=cfg.attention_dropout,
+        init_method_std=cfg.init_method_std,
+        tensor_model_parallel_size=tp,
+        expert_model_parallel_size=ep,
+        sequence_parallel=tp > 1,
+        bf16=bf16,
+        params_dtype=torch.bfloat16 if bf16 else torch.float32,
+        use_cpu_initialization=device.type == "cpu",
+    )
+
+
+def layer_spec(cfg: StudentConfig):
+    """The one layer-spec switch: megatron-core's own modules or Transformer Engine's."""
+    if cfg.layer_spec == "te":
+        if importlib.util.find_spec("transformer_engine") is None:
+            raise RuntimeError(
+                "layer_spec='te' but transformer_engine is not installed; use the production container "
+                "or layer_spec='local'"
+            )
+        log.info("layer spec: te (Transformer Engine modules, grouped-GEMM experts)")
+        return get_gpt_layer_with_transformer_engine_spec(
+            num_experts=cfg.num_moe_experts, moe_grouped_gemm=True
+        )
+    log.info("layer spec: local (megatron-core modules, sequential experts)")
+    return get_gpt_layer_local_spec(
+        num_experts=cfg.num_moe_experts, moe_grouped_gemm=False, normalization="RMSNorm"
+    )
+
+
+def build_student(cfg: StudentConfig, *, device: torch.device, seed: int) -> GPTModel:
+    """Build the student on `device` after `init_parallel`.
+
+    `seed` determines the weights (`_init_parameters`: the same whatever the parallel layout) and seeds
+    megatron's named RNG states for dropout (the same seed on every rank, as megatron's own training does).
+    The caller's default RNG stream is left as it was. The model is on `device` in `cfg.dtype`, train mode.
+    """
+    device = torch.device(device)
+    if device.type == "cpu" and not cpu_adaptations_applied():
+        raise RuntimeError(
+            "on CPU call vpmoe.model.megatron_cpu.apply_cpu_adaptations() before build_student"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {device}")
+    if not parallel_state.model_parallel_is_initialized():
+        raise RuntimeError("call init_parallel before build_student")
+    tcfg = transformer_config(cfg, device=device)
+    # The named RNG states for dropout (data-parallel, model-parallel, expert) are seeded for the run; the
+    # construction itself runs on a forked default generator, so building never shifts the caller's RNG
+    # stream (and how much megatron draws depends on the layout).
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = GPTModel(
+            config=tcfg,
+            transformer_layer_spec=layer_spec(cfg),
+            vocab_size=cfg.vocab_size,
+            max_sequence_length=cfg.max_seq_len,
+            share_embeddings_and_output_weights=cfg.tie_embeddings,
+            position_embedding_type="rope",
+            rotary_base=cfg.rotary_base,
+        )
+    model.to(device)
+    _init_parameters(model, cfg, seed=seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "student: %d layers, hidden %d, %d experts top-%d, %.1fM parameters on this rank, %s on %s",
+        cfg.num_layers,
+        cfg.hidden_size,
+        cfg.num_moe_experts,
+        cfg.moe_router_topk,
+        n_params / 1e6,
+        cfg.dtype,
+        device,
+    )
+    return model
+
+
+# Expert parameter names: local spec `...mlp.experts.local_experts.<i>.linear_fc1.weight`, TE grouped GEMM
+# `...mlp.experts.linear_fc1.weight<i>`; <i> is the index among this rank's experts.
+_LOCAL_EXPERT = re.compile(r"(\.local_experts\.)(\d+)(\.)")
+_GROUPED_EXPERT = re.compile(r"(\.experts\.linear_fc[12]\.weight)(\d+)$")
+# Output projections get megatron's scaled init N(0, std / sqrt(2 * num_layers)) (transformer_config.py,
+# utils.scaled_init_method_normal; used by attention.py linear_proj, mlp.py and experts.py linear_fc2).
+_OUTPUT_PROJECTION = re.compile(r"\.(linear_proj|linear_fc2)\.weight\d*$")
+
+
+def _global_param_name(name: str, num_local_experts: int, ep_rank: int) -> str:
+    """The parameter's name with local expert indices replaced by global ones."""
+
+    def to_global(match: re.Match) -> str:
+        return f"{match.group(1)}{ep_rank * num_local_experts + int(match.group(2))}{match.group(3)}"
+
+    name = _LOCAL_EXPERT.sub(to_global, name)
+    return _GROUPED_EXPERT.sub(lambda m: f"{m.group(1)}{ep_rank * num_local_experts + int(m.group(2))}", name)
+
+
+def _param_seed(seed: int, global_name: str) -> int:
+    digest = hashlib.sha256(f"{seed}:{global_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@torch.no_grad()
+def _init_parameters(model: GPTModel, cfg: StudentConfig, *, seed: int) -> None:
+    """Initialize every weight matrix from (seed, its global name): the same model whatever the layout.
+
+    megatron initializes from one RNG stream in construction order, so the weights depend on the parallel
+    layout (under expert parallelism each rank builds only its experts, and the draws of every later layer
+    shift). Seeding each matrix by its layout-independent name makes a DP=2 or EP=2 run start from exactly
+    the one-process model, which the "same loss as one process" tests need. Distributions are megatron's:
+    N(0, init_method_std), output projections N(0, init_method_std / sqrt(2 * num_layers)); norm weights
+    keep their ones. Tensor-parallel shards would need the unsharded draw: under tp > 1 megatron's own
+    (layout-dependent) initialization is kept and logged.
+    """
+    if parallel_state.get_tensor_model_parallel_world_size() > 1:
+        log.warning("init: megatron's own initialization (tensor parallel: depends on the layout)")
+        return
+    ep = parallel_state.get_expert_model_parallel_world_size()
+    ep_rank = parallel_state.get_expert_model_parallel_rank()
+    num_local_experts = cfg.num_moe_experts // ep
+    scaled_std = cfg.init_method_std / math.sqrt(2.0 * cfg.num_layers)
+    for name, param in model.named_parameters():
+        if param.dim() < 2:
+            continue
+        global_name = _global_param_name(name, num_local_experts, ep_rank)
+        std = scaled_std if _OUTPUT_PROJECTION.search(name) else cfg.init_method_std
+        generator = torch.Generator(device=param.device).manual_seed(_param_seed(seed, global_name))
+        draw = torch.empty(param.shape, dtype=torch.float32, device=param.device)
+        draw.normal_(mean=0.0, std=std, generator=generator)
+        param.copy_(draw)
+
+
+@dataclass(frozen=True)
+class LMHeadInputs:
+    """What the loss head needs instead of logits: logits would be `hidden @ weight.T`.
+
+    hidden: [s, b, h], sequence-first, after the final RMSNorm; the full sequence of this rank's
+        micro-batch (gathered from sequence-parallel shards when tp > 1; the gather's backward
+        reduce-scatters, as megatron's own output layer does).
+    weight: [V_local, h], this tensor-parallel rank's vocabulary rows vocab_start .. vocab_start + V_local
+        of the output layer (the whole 201088-row vocabulary when tp == 1). A parameter: the loss's
+        gradient flows into it directly.
+    vocab_start: first vocabulary row held by `weight`.
+    tp_group: the vocabulary-parallel process group (None when tp == 1), for the loss head's all-reduces.
+    """
+
+    hidden: Tensor
+    weight: Tensor
+    vocab_start: int
+    tp_group: torch.distributed.ProcessGroup | None
+
+
+@dataclass(frozen=True)
+class StudentForward:
+    """One forward pass: the LM head inputs, and this pass's MoE aux-loss values.
+
+    aux_losses: {"load_balancing_loss": [num_layers], "z_loss": [num_layers]} unweighted per-layer values
+        of this forward pass (detached; only in train mode with grad enabled and a non-zero coefficient).
+        Their gradients are already attached to the graph (module docstring); these are for logging.
+    aux_loss_weighted: sum over terms of coeff * sum over layers: the aux part of the objective (detached).
+    """
+
+    head: LMHeadInputs
+    aux_losses: dict[str, Tensor]
+    aux_loss_weighted: Tensor
+
+
+def _lm_head_inputs(
+    *, hidden_states: Tensor, output_layer, output_weight: Tensor | None, **_batch
+) -> LMHeadInputs:
+    """The `output_processor` (megatron-core 0.19.2 `GPTModel._postprocess` calls it by keyword)."""
+    weight = output_weight if output_weight is not None else output_layer.weight
+    tp_group = output_layer.tp_group if output_layer.tp_group.size() > 1 else None
+    if output_layer.sequence_parallel:
+        hidden_states = tensor_parallel.gather_from_sequence_parallel_region(
+            hidden_states, tensor_parallel_output_grad=True, group=output_layer.tp_group
+        )
+    vocab_start = output_layer.tp_group.rank() * weight.shape[0] if tp_group is not None else 0
+    return LMHeadInputs(hidden=hidden_states, weight=weight, vocab_start=vocab_start, tp_group=tp_group)
+
+
+def causal_attention_mask(seq_len: int, device: torch.device) -> Tensor:
+    """[1, 1, s, s] bool, True = masked (megatron's `attention_mask_func` fills True with -10000).
+
+    Passed explicitly because megatron's default causal mask is built on CUDA
+    (`transformer/utils.py` get_default_causal_mask).
+    """
+    return torch.triu(torch.ones(seq_len, seq_len, dtype=torch.bool, device=device), diagonal=1)[None, None]
+
+
+def set_aux_loss_backward_scale(scale: float, *, device: torch.device) -> None:
+    """Set the factor on the router aux / z-loss gradients for the coming backward passes.
+
+    The aux gradient that enters backward is `scale * coeff * d(aux)/d(theta)` per forward pass, before
+    DDP's data-parallel reduction. With DDP averaging over data-parallel ranks (its default), use
+    1 / num_microbatches: the aux terms are then averaged over micro-batches and ranks, as megatron's own
+    schedule does (`schedules.py` forward_step_calc_loss).
+    """
+    if not (scale > 0 and scale < float("inf")):
+        raise ValueError(f"aux loss backward scale must be positive and finite, got {scale}")
+    MoEAuxLossAutoScaler.set_loss_scale(torch.tensor(float(scale), dtype=torch.float32, device=device))
+
+
+def _unwrap(model) -> GPTModel:
+    inner = model
+    while not isinstance(inner, GPTModel):
+        if not hasattr(inner, "module"):
+            raise TypeError(f"expected a GPTModel or a wrapper of one (DDP), got {type(model).__name__}")
+        inner = inner.module
+    return inner
+
+
+def forward_student(
+    model,
+    input_ids: Tensor,
+    *,
+    position_ids: Tensor | None = None,
+    attention_mask: Tensor | None = None,
+    padding_mask: Tensor | None = None,
+) -> StudentForward:
+    """Run the student (a GPTModel or its DDP wrapper) on input_ids [b, s] up to the LM head.
+
+    position_ids default to 0..s-1 per row; attention_mask to causal ([1, 1, s, s] or [b, 1, s, s] bool,
+    True = masked); padding_mask [b, s] bool, True = padding (excluded from MoE routing statistics).
+    In train mode with aux losses on, `set_aux_loss_backward_scale` must have been called.
+    """
+    gpt = _unwrap(model)
+    cfg = gpt.config
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be [batch, seq], got {tuple(input_ids.shape)}")
+    b, s = input_ids.shape
+    if s > gpt.max_sequence_length:
+        raise ValueError(f"sequence length {s} exceeds the model's max_seq_len {gpt.max_sequence_length}")
+    aux_on = cfg.moe_aux_loss_coeff > 0 or cfg.moe_z_loss_coeff is not None
+    if gpt.training and aux_on and MoEAuxLossAutoScaler.main_loss_backward_scale is None:
+        raise RuntimeError(
+            "MoE aux-loss backward scale is unset (megatron would silently use 1.0): call "
+            "set_aux_loss_backward_scale(1 / num_microbatches) before training forwards"
+        )
+    if position_ids is None:
+        position_ids = torch.arange(s, device=input_ids.device).unsqueeze(0).expand(b, s)
+    if attention_mask is None:
+        attention_mask = causal_attention_mask(s, input_ids.device)
+    tracker = get_moe_metrics_tracker()
+    before = {name: entry.values.clone() for name, entry in tracker.metrics.items()}
+    head = model(
+        input_ids,
+        position_ids,
+        attention_mask,
+        padding_mask=padding_mask,
+        output_processor=_lm_head_inputs,
+    )
+    if not isinstance(head, LMHeadInputs):
+        raise RuntimeError(
+            f"GPTModel.forward returned {type(head).__name__}, not the output_processor's result: "
+            "is this rank the last pipeline stage?"
+        )
+    aux_losses = {}
+    for name, entry in tracker.metrics.items():
+        delta = entry.values - before[name] if name in before else entry.values.clone()
+        aux_losses[name] = delta
+    coeffs = {LOAD_BALANCING_LOSS: cfg.moe_aux_loss_coeff, Z_LOSS: cfg.moe_z_loss_coeff or 0.0}
+    weighted = sum(
+        (coeffs[name] * values.sum() for name, values in aux_losses.items() if name in coeffs),
+        torch.zeros((), device=input_ids.device),
+    )
+    return StudentForward(head=head, aux_losses=aux_losses, aux_loss_weighted=weighted)
