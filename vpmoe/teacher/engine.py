@@ -1,0 +1,173 @@
+"""The teacher engine: GPT-OSS in vLLM's offline `LLM`, prompt-logprob mode. The one scoring path.
+
+`LLM(skip_tokenizer_init=True, max_logprobs=k, logprobs_mode="raw_logprobs")` over `TokensPrompt`s with
+`SamplingParams(max_tokens=1, prompt_logprobs=k, flat_logprobs=True, detokenize=False)`: raw logprobs
+are the fp32 log-softmax over the full vocabulary (raw logits would lose the normaliser); flat outputs
+make the Python-side conversion ~8x cheaper than dicts (platform notes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from vpmoe.utils.hashing import sha256_file
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+# vLLM V1's `_get_prompt_logprobs_dict` builds a [tokens, vocab] fp32 log-softmax (plus temporaries)
+# that its memory profiler never reserves: ~1.15 GiB per 1024 scheduled tokens at vocab 201088
+# (platform notes), i.e. about 6 bytes x vocab per scheduled token.
+PROMPT_LOGPROB_BYTES_PER_TOKEN_PER_VOCAB = 6.0
+CPU_MAX_BATCHED_TOKENS = 512  # measured on CPU: keeps peak RSS near 3 GB at vocab 201088
+
+
+class TeacherError(RuntimeError):
+    pass
+
+
+@dataclass(kw_only=True)
+class TeacherConfig:
+    model: str = "???"  # a local model directory (GPT-OSS-20B, or the tiny test teacher)
+    dtype: str = "auto"
+    k: int = 64
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int = 8192
+    max_num_batched_tokens: int | None = None  # None: derived from free memory (logged)
+    enforce_eager: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"teacher.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not 1 <= self.k <= 1024:
+            raise ValueError(f"teacher.k must be in [1, 1024], got {self.k}")
+        if self.tensor_parallel_size < 1:
+            raise ValueError("teacher.tensor_parallel_size must be >= 1")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise ValueError(
+                f"teacher.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}"
+            )
+        if self.max_model_len < 16:
+            raise ValueError("teacher.max_model_len must be >= 16")
+        if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < 16:
+            raise ValueError("teacher.max_num_batched_tokens must be >= 16 (or null for automatic)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeacherIdentity:
+    path: str
+    name: str
+    weights_sha256: str
+    config: dict
+    vocab_size: int
+
+    def teacher_id(self, dtype: str, k: int) -> str:
+        return f"{self.name}-{self.weights_sha256[:12]}-{dtype}-k{k}"
+
+
+def teacher_identity(model_dir: str | Path, expected_vocab: int) -> TeacherIdentity:
+    """Read and check the teacher before any work: GPT-OSS architecture and the dataset's vocab size."""
+    path = Path(model_dir)
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise TeacherError(
+            f"teacher.model={model_dir}: no config.json (expected a local GPT-OSS model directory)"
+        )
+    config = json.loads(cfg_file.read_text())
+    if config.get("model_type") != "gpt_oss":
+        raise TeacherError(
+            f"{cfg_file}: model_type {config.get('model_type')!r}; the teacher is GPT-OSS only"
+        )
+    vocab = config.get("vocab_size")
+    if vocab != expected_vocab:
+        raise TeacherError(
+            f"{cfg_file}: vocab_size {vocab} != the dataset tokenizer's padded vocab {expected_vocab}; "
+            "teacher and dataset tokenizer disagree"
+        )
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise TeacherError(f"{path}: no *.safetensors weights")
+    h = hashlib.sha256()
+    for w in weights:  # hash of (name, sha256) pairs: stable across re-sharding into the same files
+        h.update(f"{w.name}:{sha256_file(w)}\n".encode())
+    return TeacherIdentity(
+        path=str(path.resolve()),
+        name=path.resolve().name,
+        weights_sha256=h.hexdigest(),
+        config=config,
+        vocab_size=vocab,
+    )
+
+
+def derive_max_num_batched_tokens(cfg: TeacherConfig, vocab_size: int) -> tuple[int, str]:
+    """Tokens per scheduler step, bounded by the memory the prompt-logprob pass needs outside vLLM's budget."""
+    if cfg.max_num_batched_tokens is not None:
+        return cfg.max_num_batched_tokens, "set in config"
+    per_token = PROMPT_LOGPROB_BYTES_PER_TOKEN_PER_VOCAB * vocab_size
+    import torch
+
+    if not torch.cuda.is_available():
+        return (
+            CPU_MAX_BATCHED_TOKENS,
+            f"CPU default {CPU_MAX_BATCHED_TOKENS} (bounds peak RSS of the {vocab_size}-wide log-softmax)",
+        )
+    free, total = torch.cuda.mem_get_info()
+    # vLLM takes gpu_memory_utilization x total for weights, KV cache and activations; the prompt-logprob
+    # tensors must fit in what is left, with 10% slack for fragmentation.
+    outside = total * (1.0 - cfg.gpu_memory_utilization) - (total - free)  # minus what others already use
+    headroom = 0.9 * outside
+    n = int(max(0.0, headroom) // per_token) // 256 * 256
+    n = max(256, min(n, 16384))
+    why = (
+        f"{outside / 2**30:.1f} GiB outside vLLM's "
+        f"gpu_memory_utilization={cfg.gpu_memory_utilization} budget / {per_token * 1024 / 2**30:.2f} GiB per 1024 "
+        f"prompt-logprob tokens (vocab {vocab_size}), 10% slack, clamped to [256, 16384]"
+    )
+    return n, why
+
+
+class VllmTeacher:
+    """vLLM engine in prompt-logprob mode. `score(list of token-id lists)` -> vLLM flat logprobs per prompt."""
+
+    def __init__(self, cfg: TeacherConfig, vocab_size: int) -> None:
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: 3 s start, not 17
+        from vllm import LLM, SamplingParams
+
+        self.cfg = cfg
+        self.max_num_batched_tokens, self.batching_reason = derive_max_num_batched_tokens(cfg, vocab_size)
+        log.info("teacher: max_num_batched_tokens=%d (%s)", self.max_num_batched_tokens, self.batching_reason)
+        self.llm = LLM(
+            model=cfg.model,
+            skip_tokenizer_init=True,
+            dtype=cfg.dtype,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            max_model_len=cfg.max_model_len,
+            max_num_batched_tokens=self.max_num_batched_tokens,
+            max_logprobs=cfg.k,
+            logprobs_mode="raw_logprobs",
+            enforce_eager=cfg.enforce_eager,
+            seed=cfg.seed,
+            enable_prefix_caching=False,  # prompt-logprob requests skip it anyway
+        )
+        self.sampling = SamplingParams(
+            max_tokens=1, prompt_logprobs=cfg.k, flat_logprobs=True, detokenize=False
+        )
+
+    def score(self, prompts: list[list[int]]) -> list:
+        from vllm.inputs import TokensPrompt
+
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in prompts], self.sampling, use_tqdm=False
+        )
+        return [o.prompt_logprobs for o in outs]
+
+    def settings(self) -> dict:
+        return {**asdict(self.cfg), "max_num_batched_tokens": self.max_num_batched_tokens}

@@ -1,0 +1,192 @@
+"""The scoring stage: prepared shards -> GPT-OSS prompt logprobs (vLLM) -> `TeacherStore` shards.
+
+Contract: docs/teacher_store.md. Work unit = one dataset shard; worker i of n owns the shards whose index
+is i mod n, so no two writers ever touch one shard. Committed shards are skipped, so a rerun resumes and
+running the same command twice is a no-op (the engine is not even started when nothing is left).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from vpmoe.data.prepared import PreparedDataset
+from vpmoe.teacher.convert import FormatError, Validity, flat_to_rows
+from vpmoe.teacher.engine import TeacherConfig, TeacherError, VllmTeacher, teacher_identity
+from vpmoe.teacher.store import StoreProvenance, TeacherStore, shard_stem, store_dir
+from vpmoe.utils.hashing import sha256_json
+from vpmoe.utils.progress import progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class ScoreConfig:
+    worker: int = 0
+    num_workers: int = 1
+    # Tokens handed to one `LLM.generate` call: bounds the Python-side outputs held at once.
+    batch_tokens: int = 262144
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1 or not 0 <= self.worker < self.num_workers:
+            raise ValueError(
+                f"need 0 <= worker < num_workers, got worker={self.worker} num_workers={self.num_workers}"
+            )
+        if self.batch_tokens < 1:
+            raise ValueError("batch_tokens must be >= 1")
+
+
+@dataclass
+class ScoreResult:
+    store: Path
+    shards_scored: int
+    shards_skipped: int
+    positions: int
+    seconds: float
+    stored_bytes: int
+    validity: Validity
+
+    @property
+    def bytes_per_position(self) -> float:
+        return self.stored_bytes / max(self.positions, 1)
+
+
+def _check_lengths(ds: PreparedDataset, max_model_len: int) -> None:
+    for entry in ds.manifest.shards:
+        t = pq.read_table(ds.root / entry.name, columns=["sample_id", "num_tokens"])
+        lengths = t.column("num_tokens").to_numpy()
+        if (lengths > max_model_len).any():
+            i = int(np.flatnonzero(lengths > max_model_len)[0])
+            raise TeacherError(
+                f"{entry.name}: sample {t.column('sample_id')[i].as_py()} has {lengths[i]} tokens > "
+                f"teacher.max_model_len={max_model_len}; raise max_model_len or prepare with a smaller max_seq_len"
+            )
+
+
+def score(
+    dataset_dir: str | Path, output: str | Path, teacher: TeacherConfig, cfg: ScoreConfig
+) -> ScoreResult:
+    t0 = time.perf_counter()
+    ds = PreparedDataset(dataset_dir)
+    vocab = ds.manifest.tokenizer["padded_vocab_size"]
+    ident = teacher_identity(teacher.model, vocab)
+    _check_lengths(ds, teacher.max_model_len)
+    import vllm
+
+    scoring_cfg = {
+        "k": teacher.k,
+        "dtype": teacher.dtype,
+        "max_model_len": teacher.max_model_len,
+        "seed": teacher.seed,
+    }
+    prov = StoreProvenance(
+        dataset_manifest_hash=ds.manifest_hash,
+        tokenizer=ds.manifest.tokenizer,
+        teacher_id=ident.teacher_id(teacher.dtype, teacher.k),
+        teacher_path=ident.path,
+        teacher_weights_sha256=ident.weights_sha256,
+        teacher_config=ident.config,
+        engine="vllm",
+        engine_version=vllm.__version__,
+        dtype=teacher.dtype,
+        k=teacher.k,
+        scoring_config=scoring_cfg,
+        scoring_config_hash=sha256_json(scoring_cfg),
+    )
+    root = store_dir(output, ds.manifest_hash, prov.teacher_id)
+    store = TeacherStore(root, prov)
+    mine = [e for i, e in enumerate(ds.manifest.shards) if i % cfg.num_workers == cfg.worker]
+    todo = [e for e in mine if not store.is_complete(shard_stem(e.name), e.sha256)]
+    log.info(
+        "teacher mode: model=%s (%s) engine=vllm %s dtype=%s k=%d tp=%d max_model_len=%d",
+        ident.name, ident.weights_sha256[:12], vllm.__version__, teacher.dtype, teacher.k,
+        teacher.tensor_parallel_size, teacher.max_model_len,
+    )  # fmt: skip
+    log.info("store %s", root)
+    log.info(
+        "worker %d/%d: %d shard(s) assigned, %d already committed, %d to score",
+        cfg.worker,
+        cfg.num_workers,
+        len(mine),
+        len(mine) - len(todo),
+        len(todo),
+    )
+    validity = Validity()
+    positions_total = stored_bytes = 0
+    if todo:
+        engine = VllmTeacher(teacher, vocab)
+        log.info("engine settings: %s", engine.settings())
+        bar = progress(total=sum(sum(e.supervised_tokens.values()) for e in todo), desc="score", unit="pos")
+        for entry in todo:
+            info = _score_shard(ds, entry, store, engine, teacher.k, vocab, cfg.batch_tokens, validity, bar)
+            positions_total += info["positions"]
+            stored_bytes += info["bytes"]
+        bar.close()
+    seconds = time.perf_counter() - t0
+    return ScoreResult(
+        root, len(todo), len(mine) - len(todo), positions_total, seconds, stored_bytes, validity
+    )
+
+
+def _score_shard(
+    ds,
+    entry,
+    store: TeacherStore,
+    engine: VllmTeacher,
+    k: int,
+    vocab: int,
+    batch_tokens: int,
+    validity: Validity,
+    bar,
+) -> dict:
+    t0 = time.perf_counter()
+    stem = shard_stem(entry.name)
+    shard = ds.read_shard(entry.name)
+    sup = [shard.supervised_positions(i) for i in range(len(shard))]
+    writer = store.begin_shard(stem, num_positions=int(sum(len(s) for s in sup)), num_sequences=len(shard))
+    try:
+        i = 0
+        while i < len(shard):
+            j, tokens = i, 0
+            while j < len(shard) and (j == i or tokens + len(shard.sequence(j)[0]) <= batch_tokens):
+                tokens += len(shard.sequence(j)[0])
+                j += 1
+            outs = engine.score([shard.sequence(s)[0].tolist() for s in range(i, j)])
+            for s, flat in zip(range(i, j), outs, strict=True):
+                where = f"{entry.name} sample {shard.sample_ids[s]}"
+                rows = flat_to_rows(flat, shard.sequence(s)[0], sup[s], k, vocab, validity, where)
+                if validity.rejected:
+                    raise FormatError(
+                        f"teacher output failed validation: {dict(validity.rejected)}; first: {next(iter(validity.examples.values()))}"
+                    )
+                writer.add_sequence(**rows)
+                bar.update(len(sup[s]))
+            i = j
+        info = writer.commit(dataset_shard_sha256=entry.sha256, sample_ids=shard.sample_ids)
+    except BaseException:
+        writer.abort()
+        raise
+    dt = time.perf_counter() - t0
+    log.info(
+        "shard %s: %d sequences, %d positions in %.1f s (%.0f positions/s), %.1f bytes/position",
+        stem, info["sequences"], info["positions"], dt, info["positions"] / dt, info["bytes"] / max(info["positions"], 1),
+    )  # fmt: skip
+    return info
+
+
+def summary_lines(r: ScoreResult) -> list[str]:
+    v = r.validity
+    return [
+        f"shards scored      {r.shards_scored} (skipped, already committed: {r.shards_skipped})",
+        f"positions          {r.positions} in {r.seconds:.1f} s ({r.positions / max(r.seconds, 1e-9):,.0f} positions/s overall)",
+        f"format validity    {v.checked} positions checked, {sum(v.rejected.values())} rejected {dict(v.rejected) or ''}".rstrip(),
+        f"bytes/position     {r.bytes_per_position:.1f}"
+        if r.positions
+        else "bytes/position     n/a (nothing scored)",
+        f"store              {r.store}",
+    ]

@@ -1,0 +1,275 @@
+"""`TeacherStore`: sparse teacher log-probabilities in Zarr v3, keyed by the dataset manifest.
+
+Layout (docs/teacher_store.md is the contract):
+
+    <output>/<manifest_hash>/<teacher_id>/
+        zarr.json                          root group; attributes = provenance (StoreProvenance)
+        shards/shard-00000/                one Zarr group per dataset shard, same name stem
+            positions       [P] int32      position t within its sequence (student position; predicts t+1)
+            topk_ids        [P, k] uint32  teacher's top-k token ids for token t+1, rank order
+            topk_logprobs   [P, k] float16 their log-probabilities (fp32 log-softmax over the full vocab, rounded)
+            target_logprob  [P] float32    log-probability of the actual token t+1
+            target_rank     [P] uint32     its rank in the full vocabulary (1 = argmax)
+            seq_offsets     [N+1] int64    rows of sequence i: seq_offsets[i]:seq_offsets[i+1]
+        shards/shard-00000.complete.json   commit marker: counts + sha256 of every file in the shard group
+
+Rows are the supervised positions only (labels != -100), in sequence order then position order, and
+sequences in the prepared shard's order. Every chunk carries a crc32c (Zarr's `crc32c` codec), checked on
+every read, so a corrupted chunk is an error, never silent garbage.
+
+Commit protocol: a shard is written into `shards/.tmp-<name>-<random>/`, renamed to `shards/<name>/`, and
+only then is its marker written (write-to-temp, rename). A shard is complete iff its marker exists and
+matches; a shard directory without a marker is debris from a crash and is deleted and redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vpmoe.utils.hashing import sha256_file
+
+STORE_SCHEMA_VERSION = 1
+SHARDS = "shards"
+MARKER_SUFFIX = ".complete.json"
+CHUNK_ROWS = 2048  # positions per chunk: ~1-2 chunks per sample fetch; measured in benchmarks/bench_store.py
+ARRAYS = ("positions", "topk_ids", "topk_logprobs", "target_logprob", "target_rank", "seq_offsets")
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def _zarr():
+    import zarr
+
+    return zarr
+
+
+def _codecs(dtype: np.dtype):
+    """Compression chosen by measurement (benchmarks/results/store_cpu.md): blosc-zstd level 1 with byte
+    shuffle (levels 3-5 save ~4% of bytes at 2-3x the CPU, which the scorer's per-core budget cannot
+    afford), then a crc32c per chunk so corruption is detected on read."""
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    return [
+        BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=np.dtype(dtype).itemsize),
+        Crc32cCodec(),
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreProvenance:
+    """Root attributes. Two workers writing one store must agree on all of it."""
+
+    schema_version: int = STORE_SCHEMA_VERSION
+    dataset_manifest_hash: str
+    tokenizer: dict
+    teacher_id: str
+    teacher_path: str
+    teacher_weights_sha256: str
+    teacher_config: dict
+    engine: str
+    engine_version: str
+    dtype: str
+    k: int
+    scoring_config: dict
+    scoring_config_hash: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def store_dir(output: str | Path, manifest_hash: str, teacher_id: str) -> Path:
+    return Path(output) / manifest_hash / teacher_id
+
+
+def shard_stem(dataset_shard_name: str) -> str:
+    """'shards/shard-00000.parquet' -> 'shard-00000'."""
+    return Path(dataset_shard_name).name.removesuffix(".parquet")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _tree_sha256(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def sample_ids_digest(sample_ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(sample_ids).encode()).hexdigest()
+
+
+@dataclass
+class ShardArrays:
+    """One shard's rows, in memory (the writer's input and the reader's full-shard output)."""
+
+    positions: np.ndarray
+    topk_ids: np.ndarray
+    topk_logprobs: np.ndarray
+    target_logprob: np.ndarray
+    target_rank: np.ndarray
+    seq_offsets: np.ndarray
+
+
+class TeacherStore:
+    """Writer side: creates the store root (or checks it agrees) and commits shards atomically."""
+
+    def __init__(self, root: str | Path, provenance: StoreProvenance) -> None:
+        self.root = Path(root)
+        self.provenance = provenance
+        self.shards_dir = self.root / SHARDS
+        self._open_or_create()
+
+    def _open_or_create(self) -> None:
+        zarr = _zarr()
+        meta = self.root / "zarr.json"
+        want = self.provenance.to_dict()
+        if meta.exists():
+            have = dict(zarr.open_group(str(self.root), mode="r").attrs)
+            diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+            if diff:
+                raise StoreError(
+                    f"{self.root}: existing store was made with different settings ({', '.join(diff)}); "
+                    "use another output or remove it"
+                )
+        else:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create store directory {self.root}: {e}") from e
+            if not os.access(self.root, os.W_OK):
+                raise StoreError(f"store directory {self.root} is not writable")
+            # Build the root group metadata in a temp dir and rename the file in: concurrent workers
+            # race benignly (identical content), a crash never leaves a half-written zarr.json.
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".root-"))
+            try:
+                zarr.create_group(str(tmp), attributes=want, zarr_format=3)
+                os.replace(tmp / "zarr.json", meta)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.shards_dir.mkdir(exist_ok=True)
+
+    def marker_path(self, stem: str) -> Path:
+        return self.shards_dir / f"{stem}{MARKER_SUFFIX}"
+
+    def is_complete(self, stem: str, dataset_shard_sha256: str) -> bool:
+        marker = self.marker_path(stem)
+        if not marker.exists():
+            return False
+        info = json.loads(marker.read_text())
+        return info.get("dataset_shard_sha256") == dataset_shard_sha256 and info.get("k") == self.provenance.k
+
+    def clear_debris(self, stem: str) -> None:
+        """Remove a marker-less shard directory and this shard's temp dirs (a crashed earlier writer)."""
+        if self.marker_path(stem).exists():
+            return
+        shutil.rmtree(self.shards_dir / stem, ignore_errors=True)
+        for tmp in self.shards_dir.glob(f".tmp-{stem}-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def begin_shard(self, stem: str, *, num_positions: int, num_sequences: int) -> ShardWriter:
+        self.clear_debris(stem)
+        tmp = Path(tempfile.mkdtemp(dir=self.shards_dir, prefix=f".tmp-{stem}-"))
+        return ShardWriter(self, stem, tmp, num_positions=num_positions, num_sequences=num_sequences)
+
+
+class ShardWriter:
+    """Streams rows of one shard into chunk-aligned Zarr writes, then commits."""
+
+    def __init__(self, store: TeacherStore, stem: str, tmp: Path, *, num_positions: int, num_sequences: int):
+        zarr = _zarr()
+        self.store, self.stem, self.tmp = store, stem, tmp
+        self.num_positions, self.num_sequences = num_positions, num_sequences
+        k = store.provenance.k
+        group = zarr.create_group(str(tmp), zarr_format=3)
+        rows = max(1, min(CHUNK_ROWS, num_positions))
+        spec = {
+            "positions": ((num_positions,), (rows,), np.int32),
+            "topk_ids": ((num_positions, k), (rows, k), np.uint32),
+            "topk_logprobs": ((num_positions, k), (rows, k), np.float16),
+            "target_logprob": ((num_positions,), (rows,), np.float32),
+            "target_rank": ((num_positions,), (rows,), np.uint32),
+        }
+        self.arrays = {
+            name: group.create_array(name, shape=shape, chunks=chunks, dtype=dt, compressors=_codecs(dt))
+            for name, (shape, chunks, dt) in spec.items()
+        }
+        self.group = group
+        self.rows = rows
+        self.written = 0
+        self.buffer: dict[str, list[np.ndarray]] = {n: [] for n in spec}
+        self.buffered = 0
+        self.seq_lengths: list[int] = []
+
+    def add_sequence(self, **rows: np.ndarray) -> None:
+        n = len(rows["positions"])
+        for name, arr in rows.items():
+            self.buffer[name].append(arr)
+        self.seq_lengths.append(n)
+        self.buffered += n
+        if self.buffered >= 4 * self.rows:
+            self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> None:
+        if not self.buffered:
+            return
+        take = self.buffered if final else (self.buffered // self.rows) * self.rows
+        if self.written + take > self.num_positions:
+            raise StoreError(
+                f"{self.stem}: more rows than the {self.num_positions} supervised positions expected"
+            )
+        joined = {n: np.concatenate(parts) for n, parts in self.buffer.items()}
+        a, b = self.written, self.written + take
+        for name, arr in joined.items():
+            self.arrays[name][a:b] = arr[:take]
+            self.buffer[name] = [arr[take:]] if take < len(arr) else []
+        self.written = b
+        self.buffered -= take
+
+    def commit(self, *, dataset_shard_sha256: str, sample_ids: list[str]) -> dict:
+        self._flush(final=True)
+        if self.written != self.num_positions or len(self.seq_lengths) != self.num_sequences:
+            raise StoreError(
+                f"{self.stem}: wrote {self.written} rows / {len(self.seq_lengths)} sequences, expected "
+                f"{self.num_positions} / {self.num_sequences}"
+            )
+        offsets = np.concatenate([[0], np.cumsum(self.seq_lengths)]).astype(np.int64)
+        self.group.create_array(
+            "seq_offsets",
+            shape=offsets.shape,
+            chunks=offsets.shape,
+            dtype=np.int64,
+            compressors=_codecs(np.int64),
+        )[:] = offsets
+        final = self.store.shards_dir / self.stem
+        os.replace(self.tmp, final)
+        files = _tree_sha256(final)
+        info = {
+            "shard": self.stem,
+            "dataset_shard_sha256": dataset_shard_sha256,
+            "sample_ids_sha256": sample_ids_digest(sample_ids),
+            "sequences": self.num_sequences,
+            "positions": self.num_positions,
+            "k": self.store.provenance.k,
+            "bytes": sum((final / f).stat().st_size for f in files),
+            "files": files,
+        }
+        _atomic_write_text(self.store.marker_path(self.stem), json.dumps(info, indent=1, sort_keys=True))
+        return info
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
