@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import weakref
 from typing import NamedTuple
 
@@ -62,6 +63,12 @@ Q_TAIL_FLOOR = 2.0**-20
 # Larger chunks mean fewer read-modify-write passes of the fp32 grad_W accumulator (each pass moves
 # 2 x 4 x V x H bytes inside the GEMM epilogue); smaller ones mean less memory. Tests shrink it.
 _CHUNK_BYTES = 800 * 2**20
+
+# grad_W accumulator across row chunks: fp32 (default, the contract) or the weight's own dtype. The
+# latter is what Liger does (bf16 C with beta = 1 in cuBLAS: fp32 inside each chunk's GEMM, one bf16
+# rounding per chunk); it saves 2 x V x H bytes (2.16 GiB at V = 201088, H = 2880) and half the
+# accumulator traffic. Private: only benchmarks/bench_sparse_kl.py flips it, to measure the trade.
+_FP32_WEIGHT_GRAD_ACCUM = True
 
 _GROUPS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
@@ -365,15 +372,43 @@ def _dense_grad_torch_(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _acc_mm_(acc: Tensor, a: Tensor, b: Tensor) -> None:
-    """acc += a @ b with fp32 (or fp64) accumulation and output, a and b in their own dtype."""
+def _acc_mm_(acc: Tensor, a: Tensor, b: Tensor, first: bool) -> None:
+    """acc = a @ b (first) or acc += a @ b, accumulated and stored in acc's dtype (fp32 / fp64, or the
+    weight dtype under the private bf16 switch), a and b in their own dtype. first: beta = 0, so acc may
+    be uninitialised (no zero-fill pass over a [V, H] fp32 buffer)."""
+    beta = 0.0 if first else 1.0
     if a.dtype == acc.dtype:
-        acc.addmm_(a, b)
+        torch.addmm(acc, a, b, beta=beta, out=acc)
+    elif acc.is_cuda and _MIXED_ADDMM_OK[0]:
+        # cuBLAS bf16 x bf16 -> fp32 C (beta = 1 accumulates): no fp32 copies of the operands.
+        try:
+            torch.addmm(acc, a, b, beta=beta, out_dtype=acc.dtype, out=acc)
+        except (RuntimeError, TypeError) as e:
+            _MIXED_ADDMM_OK[0] = False
+            warnings.warn(
+                f"torch.addmm(out_dtype=float32) is not available here ({e}); accumulating in fp32 from "
+                "bf16 partial products per vocab slice instead (one bf16 rounding per chunk)",
+                stacklevel=2,
+            )
+            _acc_mm_(acc, a, b, first)
     elif acc.is_cuda:
-        # cuBLAS bf16 x bf16 -> fp32 C with beta = 1: no fp32 copies of the operands.
-        torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
+        for v0 in range(0, acc.shape[0], 16384):
+            part = (a[v0 : v0 + 16384] @ b).to(acc.dtype)
+            if first:
+                acc[v0 : v0 + 16384] = part
+            else:
+                acc[v0 : v0 + 16384] += part
     else:
-        acc.addmm_(a.to(acc.dtype), b.to(acc.dtype))
+        torch.addmm(acc, a.to(acc.dtype), b.to(acc.dtype), beta=beta, out=acc)
+
+
+_MIXED_ADDMM_OK = [True]  # flipped (with a warning) if this torch lacks addmm(out_dtype=...) on CUDA
+
+
+def _weight_grad_dtype(dtype: torch.dtype) -> torch.dtype:
+    if dtype == torch.float64:
+        return torch.float64
+    return torch.float32 if _FP32_WEIGHT_GRAD_ACCUM else dtype
 
 
 def _chunk_rows(T: int, v_local: int, itemsize: int) -> int:
@@ -423,15 +458,16 @@ def _sparse_kl_impl(
     smass = torch.zeros_like(kl)
     agree = torch.zeros(T, dtype=torch.bool, device=dev)
     loss = torch.zeros((), dtype=torch.float64, device=dev)
+    # Written by the first chunk's GEMM with beta = 0 (T = 0: no chunk, so zeros).
+    alloc = torch.zeros if T == 0 else torch.empty
     gh = (
-        torch.zeros(T, H, dtype=acc_dtype, device=dev)
-        if need_grad_hidden
-        else hidden.new_zeros(0, dtype=acc_dtype)
+        alloc(T, H, dtype=acc_dtype, device=dev) if need_grad_hidden else hidden.new_zeros(0, dtype=acc_dtype)
     )
+    gw_dtype = _weight_grad_dtype(weight.dtype)
     gw = (
-        torch.zeros(v_local, H, dtype=acc_dtype, device=dev)
+        alloc(v_local, H, dtype=gw_dtype, device=dev)
         if need_grad_weight
-        else weight.new_zeros(0, dtype=acc_dtype)
+        else weight.new_zeros(0, dtype=gw_dtype)
     )
 
     rows = _chunk_rows(T, v_local, hidden.element_size())
@@ -507,9 +543,9 @@ def _sparse_kl_impl(
         buf.scatter_(0, flat, vals)
 
         if need_grad_hidden:
-            _acc_mm_(gh[t0:t1], z, weight)
+            _acc_mm_(gh[t0:t1], z, weight, first=True)  # each chunk owns its rows
         if need_grad_weight:
-            _acc_mm_(gw, z.t(), h)
+            _acc_mm_(gw, z.t(), h, first=t0 == 0)
 
     if need_grad_hidden and group is not None:
         import torch.distributed as dist
@@ -550,7 +586,9 @@ def _(hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, impl
     acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32
     vec = hidden.new_empty(T, dtype=acc)
     gh = hidden.new_empty((T, H) if need_grad_hidden else (0,), dtype=acc)
-    gw = weight.new_empty(tuple(weight.shape) if need_grad_weight else (0,), dtype=acc)
+    gw = weight.new_empty(
+        tuple(weight.shape) if need_grad_weight else (0,), dtype=_weight_grad_dtype(weight.dtype)
+    )
     return (
         hidden.new_empty((), dtype=acc),
         vec,
@@ -570,18 +608,26 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(output[6], output[7])
 
 
+def _scaled_grad(saved: Tensor, g: Tensor, dtype: torch.dtype) -> Tensor:
+    """saved x grad_output in the input's dtype, rounded once. In row slices: a dtype-casting mul over
+    the whole tensor would materialise a full fp32 temporary (4 V H bytes). Never in place: the graph
+    may be retained and backpropagated again (gradcheck does)."""
+    out = torch.empty(saved.shape, dtype=dtype, device=saved.device)
+    g = g.to(saved.dtype)
+    rows = saved.shape[0]
+    step = max(1, (64 * 2**20) // max(1, saved[:1].numel() * saved.element_size()))
+    for r0 in range(0, rows, step):
+        torch.mul(saved[r0 : r0 + step], g, out=out[r0 : r0 + step])
+    return out
+
+
 def _backward(ctx, g_loss, *_unused):
     gh, gw = ctx.saved_tensors
     grad_h = grad_w = None
     if ctx.need[0] and ctx.needs_input_grad[0]:
-        # One rounding: fp32 gradient x grad_output written straight into the input dtype.
-        grad_h = torch.mul(
-            gh, g_loss.to(gh.dtype), out=torch.empty(gh.shape, dtype=ctx.dtypes[0], device=gh.device)
-        )
+        grad_h = _scaled_grad(gh, g_loss, ctx.dtypes[0])
     if ctx.need[1] and ctx.needs_input_grad[1]:
-        grad_w = torch.mul(
-            gw, g_loss.to(gw.dtype), out=torch.empty(gw.shape, dtype=ctx.dtypes[1], device=gw.device)
-        )
+        grad_w = _scaled_grad(gw, g_loss, ctx.dtypes[1])
     return (grad_h, grad_w) + (None,) * 12
 
 
