@@ -157,7 +157,7 @@ class HarmonyRenderer:
         if parts[-1][-1] != tok.END:
             raise RenderError(f"final message does not end with <|end|> (got id {parts[-1][-1]})")
         lengths = [len(p) for p in parts]
-        ids = np.fromiter((t for p in parts for t in p), dtype=np.int32, count=sum(lengths))
+        ids = np.concatenate([np.asarray(p, dtype=np.int32) for p in parts])
         ids[-1] = tok.RETURN
         spans = np.repeat(np.array([s.value for s in Span], dtype=np.int8), lengths)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
