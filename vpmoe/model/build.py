@@ -1,6 +1,6 @@
 """Build the vpMoE student on megatron-core 0.19.2 and run it up to (not through) the LM head.
 
-    init_parallel(ParallelConfig(expert_parallel=2), device=torch.device("cpu"))  # after dist init
+    init_parallel(ParallelConfig(expert_parallel=2), device=device)  # CPU: applies the CPU adaptations
     model = build_student(cfg, device=device, seed=1234)
     set_aux_loss_backward_scale(1.0 / num_microbatches)
     out = forward_student(model, input_ids)  # out.head.hidden [s, b, h], out.head.weight [V, h]
@@ -46,7 +46,7 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 from torch import Tensor
 
 from vpmoe.model.config import StudentConfig
-from vpmoe.model.megatron_cpu import cpu_adaptations_applied
+from vpmoe.model.megatron_cpu import adapt_megatron_for, cpu_adaptations_applied
 
 log = logging.getLogger(__name__)
 
@@ -70,52 +70,55 @@ class ParallelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def init_parallel(cfg: ParallelConfig, *, device: torch.device) -> None:
-    """Initialize torch.distributed (if needed) and megatron-core's parallel state.
+_CREATED_PROCESS_GROUP = False
 
+
+def init_parallel(cfg: ParallelConfig, *, device: torch.device) -> None:
+    """Prepare megatron-core for `device`, initialize torch.distributed if needed, then the parallel state.
+
+    On CPU this applies `megatron_cpu.apply_cpu_adaptations()` (on GPU never: `adapt_megatron_for`).
     torch.distributed is initialized from the environment (`torchrun`, or MASTER_ADDR/PORT, RANK,
-    WORLD_SIZE set by the caller) with gloo on CPU and NCCL on GPU. On CPU, call
-    `megatron_cpu.apply_cpu_adaptations()` first.
+    WORLD_SIZE set by the caller) with gloo on CPU and NCCL on GPU, unless the caller already did.
     """
-    if device.type == "cpu" and not cpu_adaptations_applied():
-        raise RuntimeError(
-            "on CPU call vpmoe.model.megatron_cpu.apply_cpu_adaptations() before init_parallel"
-        )
-    if not torch.distributed.is_initialized():
-        backend = "gloo" if device.type == "cpu" else "nccl"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group(backend=backend)
-    world = torch.distributed.get_world_size()
-    model_parallel = cfg.tensor_parallel * cfg.expert_parallel
-    if world % cfg.tensor_parallel or world % cfg.expert_parallel:
-        raise ValueError(
-            f"world size {world} is not divisible by tensor_parallel={cfg.tensor_parallel} and "
-            f"expert_parallel={cfg.expert_parallel}"
-        )
+    global _CREATED_PROCESS_GROUP
+    device = torch.device(device)
+    adapt_megatron_for(device)
     if parallel_state.model_parallel_is_initialized():
         raise RuntimeError("megatron parallel state is already initialized; call teardown_parallel() first")
+    if not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend="gloo" if device.type == "cpu" else "nccl")
+        _CREATED_PROCESS_GROUP = True
+    world = torch.distributed.get_world_size()
+    if world % (cfg.tensor_parallel * cfg.expert_parallel):
+        raise ValueError(
+            f"world size {world} is not divisible by tensor_parallel={cfg.tensor_parallel} x "
+            f"expert_parallel={cfg.expert_parallel}"
+        )
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=cfg.tensor_parallel,
         pipeline_model_parallel_size=1,
         expert_model_parallel_size=cfg.expert_parallel,
     )
     log.info(
-        "parallel: world %d = tp %d x dp %d; ep %d (model-parallel product %d), backend %s",
+        "parallel: world %d = tp %d x dp %d; experts: ep %d x expert-dp %d; backend %s",
         world,
         cfg.tensor_parallel,
         parallel_state.get_data_parallel_world_size(),
         cfg.expert_parallel,
-        model_parallel,
+        parallel_state.get_expert_data_parallel_world_size(),
         torch.distributed.get_backend(),
     )
 
 
 def teardown_parallel() -> None:
-    """Undo `init_parallel` (tests run several layouts in one process)."""
+    """Undo `init_parallel`: megatron's parallel state, and the process group if init_parallel made it."""
+    global _CREATED_PROCESS_GROUP
     parallel_state.destroy_model_parallel()
-    if torch.distributed.is_initialized():
+    if _CREATED_PROCESS_GROUP and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    _CREATED_PROCESS_GROUP = False
 
 
 def transformer_config(cfg: StudentConfig, *, device: torch.device) -> TransformerConfig:

@@ -378,3 +378,21 @@ def apply_cpu_adaptations() -> None:
 
 def cpu_adaptations_applied() -> bool:
     return _APPLIED
+
+
+def adapt_megatron_for(device: torch.device) -> None:
+    """The one place that decides: CPU gets the adaptations, CUDA never does.
+
+    A process whose megatron was adapted for the CPU must not then train on CUDA: the patched modules would
+    put CUDA-side buffers on the CPU.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        apply_cpu_adaptations()
+    elif device.type == "cuda":
+        if _APPLIED:
+            raise RuntimeError(
+                "megatron-core was adapted for CPU in this process; it cannot also run on CUDA"
+            )
+    else:
+        raise ValueError(f"megatron-core runs on cpu or cuda, not {device.type}")
