@@ -267,6 +267,30 @@ def test_build_is_deterministic_and_leaves_caller_rng_alone(world1):
         assert torch.equal(pa, pb), name
 
 
+def test_dist_checkpointing_roundtrip_on_cpu(world1, tmp_path):
+    """dist_checkpointing save/load of model + optimizer state runs on CPU (two of the patched modules)."""
+    from megatron.core import dist_checkpointing
+
+    def state(model, opt):
+        sharded = {"model": model.sharded_state_dict()}
+        sharded["optimizer"] = opt.sharded_state_dict(sharded)
+        return sharded
+
+    model = build_student(tiny_config(), device=CPU, seed=SEED)
+    ddp, opt = make_trainer(model, optimizer="adam", lr=1e-3)
+    train_step(ddp, opt, *batch(2, 8))
+    dist_checkpointing.save(state(model, opt), str(tmp_path))
+    other = build_student(tiny_config(), device=CPU, seed=SEED + 1)
+    other_ddp, other_opt = make_trainer(other, optimizer="adam", lr=1e-3)
+    loaded = dist_checkpointing.load(state(other, other_opt), str(tmp_path))
+    other.load_state_dict(loaded["model"])
+    other_opt.load_state_dict(loaded["optimizer"])
+    for (name, a), (_, b) in zip(model.named_parameters(), other.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+    # Same state, same next step.
+    assert train_step(ddp, opt, *batch(2, 8)) == train_step(other_ddp, other_opt, *batch(2, 8))
+
+
 # --- CPU adaptations -------------------------------------------------------------------------------------
 
 
@@ -321,27 +345,27 @@ def _one_step_state(ddp, opt, model, ids, labels, *, ep: int, ep_rank: int):
     return loss, grad_norm, params
 
 
-def _two_process_worker(rank: int, ep: int, port: int, out_dir: str) -> None:
+LAYOUTS = {"dp2": 1, "dp2-ep2": 2}  # name -> expert_parallel, over world size 2
+
+
+def _two_process_worker(rank: int, port: int, out_dir: str) -> None:
+    """Both layouts in one pair of processes (each process pays megatron's import once)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
     torch.set_num_threads(1)
     from megatron.core import parallel_state
 
-    init_parallel(ParallelConfig(expert_parallel=ep), device=CPU)
-    model = build_student(tiny_config(**EQUIV_OVERRIDES), device=CPU, seed=SEED)
-    ddp, opt = make_trainer(model, optimizer="sgd", lr=0.5)
-    ids, labels = batch(GLOBAL_ROWS, SEQ)
-    rows = slice(rank * GLOBAL_ROWS // 2, (rank + 1) * GLOBAL_ROWS // 2)  # this data-parallel rank's half
-    result = _one_step_state(
-        ddp,
-        opt,
-        model,
-        ids[rows],
-        labels[rows],
-        ep=ep,
-        ep_rank=parallel_state.get_expert_model_parallel_rank(),
-    )
-    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
-    teardown_parallel()
+    torch.distributed.init_process_group(backend="gloo")  # ours: teardown_parallel keeps it between layouts
+    for layout, ep in LAYOUTS.items():
+        init_parallel(ParallelConfig(expert_parallel=ep), device=CPU)
+        model = build_student(tiny_config(**EQUIV_OVERRIDES), device=CPU, seed=SEED)
+        ddp, opt = make_trainer(model, optimizer="sgd", lr=0.5)
+        ids, labels = batch(GLOBAL_ROWS, SEQ)
+        rows = slice(rank * GLOBAL_ROWS // 2, (rank + 1) * GLOBAL_ROWS // 2)  # this data-parallel rank's half
+        ep_rank = parallel_state.get_expert_model_parallel_rank()
+        result = _one_step_state(ddp, opt, model, ids[rows], labels[rows], ep=ep, ep_rank=ep_rank)
+        torch.save(result, Path(out_dir) / f"{layout}-rank{rank}.pt")
+        teardown_parallel()
+    torch.distributed.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
@@ -352,18 +376,19 @@ def one_process_reference(world1):
     return _one_step_state(ddp, opt, model, ids, labels, ep=1, ep_rank=0)
 
 
-@pytest.mark.parametrize("ep", [1, 2], ids=["dp2", "dp2-ep2"])
-def test_two_gloo_processes_match_one_process(ep, one_process_reference, tmp_path):
-    mp.spawn(_two_process_worker, args=(ep, free_port(), str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+def test_two_gloo_processes_match_one_process(one_process_reference, tmp_path):
+    """DP=2 and DP=2 x EP=2 over two gloo processes: the one-process step on the same global batch."""
+    mp.spawn(_two_process_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     ref_loss, ref_grad_norm, ref_params = one_process_reference
-    # Equal token counts per rank: the mean of the rank losses is the global-batch loss.
-    assert abs((ranks[0][0] + ranks[1][0]) / 2 - ref_loss) < 1e-5
-    for _, grad_norm, _ in ranks:
-        assert abs(grad_norm - ref_grad_norm) < 1e-5 * ref_grad_norm
-    merged = {**ranks[0][2], **ranks[1][2]}
-    assert merged.keys() == ref_params.keys()
-    for name, value in ref_params.items():
-        torch.testing.assert_close(merged[name], value, rtol=1e-5, atol=1e-6, msg=name)
-    if ep == 2:  # each rank holds half of the experts
-        assert ranks[0][2].keys() != ranks[1][2].keys()
+    for layout in LAYOUTS:
+        ranks = [torch.load(tmp_path / f"{layout}-rank{r}.pt", weights_only=False) for r in range(2)]
+        # Equal token counts per rank: the mean of the rank losses is the global-batch loss.
+        assert abs((ranks[0][0] + ranks[1][0]) / 2 - ref_loss) < 1e-5, layout
+        for _, grad_norm, _ in ranks:
+            assert abs(grad_norm - ref_grad_norm) < 1e-5 * ref_grad_norm, layout
+        merged = {**ranks[0][2], **ranks[1][2]}
+        assert merged.keys() == ref_params.keys(), layout
+        for name, value in ref_params.items():
+            torch.testing.assert_close(merged[name], value, rtol=1e-5, atol=1e-6, msg=f"{layout}: {name}")
+        if LAYOUTS[layout] == 2:  # each rank holds half of the experts
+            assert ranks[0][2].keys() != ranks[1][2].keys()

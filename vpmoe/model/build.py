@@ -125,6 +125,11 @@ def transformer_config(cfg: StudentConfig, *, device: torch.device) -> Transform
     """Map the student's config onto megatron-core's TransformerConfig for this device and layout."""
     if cfg.layer_spec == "te" and device.type != "cuda":
         raise ValueError("layer_spec='te' needs CUDA (Transformer Engine); use layer_spec='local' on CPU")
+    if cfg.dtype == "bf16" and device.type != "cuda":
+        raise ValueError(
+            "dtype='bf16' needs CUDA: megatron's mixed-precision optimizer accepts only torch.cuda parameters "
+            "(optimizer.py Float16OptimizerWithFloat16Params); use dtype='fp32' on CPU"
+        )
     tp = parallel_state.get_tensor_model_parallel_world_size()
     ep = parallel_state.get_expert_model_parallel_world_size()
     if tp > 1 and cfg.layer_spec != "te":

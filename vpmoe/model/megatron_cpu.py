@@ -18,6 +18,12 @@ CPU"). `apply_cpu_adaptations()` handles each of them, and nothing else:
 Default causal masks are built on CUDA (`transformer/utils.py` get_default_causal_mask):
 `vpmoe.model.build.forward_student` always passes an explicit mask instead, so no patch is needed.
 
+Measured to run with these (tests/test_student_model.py): the model forward/backward, the allgather MoE
+dispatcher under expert parallelism, Megatron DDP's grad all-reduce, Megatron's fp32 optimizer with grad
+clipping, dist_checkpointing save/load; world size 1 and 2 (DP=2, DP=2 x EP=2). Not covered, because the
+CPU path does not use them: the alltoall dispatcher (`build.transformer_config` picks allgather on CPU),
+DDP's overlapped grad reduce (CUDA streams), the distributed optimizer, the bf16 optimizer (refused on CPU).
+
 Every patch checks that its target still exists and still contains the CUDA hard-code it works around:
 after a megatron-core upgrade, `apply_cpu_adaptations()` (and tests/test_student_model.py) fail and say
 which target changed, rather than patching something that is no longer there.
@@ -83,6 +89,16 @@ _PATCHED_MODULES = (
         ("device='cuda'",),
         "the grad-norm/found-inf helpers and the constant loss scale create device='cuda' tensors "
         "(lines 315, 1249)",
+    ),
+    _ModulePatch(
+        "megatron.core.dist_checkpointing.strategies.filesystem_async",
+        ("torch.cuda.synchronize()",),
+        "dist_checkpointing.save synchronizes CUDA before handing tensors to the writer (line 248)",
+    ),
+    _ModulePatch(
+        "megatron.core.dist_checkpointing.strategies.state_dict_saver",
+        ("device='cuda'", "device=torch.cuda.current_device()"),
+        "the save plan's cross-rank agreement flags are device='cuda' / current-device tensors (lines 204, 252)",
     ),
     _ModulePatch(
         "megatron.core.optimizer.clip_grads",
