@@ -14,6 +14,7 @@ writes DIR/sparse_kl_<device>.json and .md (copy them to benchmarks/results/).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -217,6 +218,74 @@ def bench_case(T: int, kind: str, args, record, rows: list, out: Path) -> None:
         (out / f"profile_ours_k64_T{T}.txt").write_text(table)
 
 
+def diagnose(out: Path, T: int = 8192) -> None:
+    """Where does ours spend time beyond its kernels (GPU idle gaps) and memory beyond its buffers?"""
+    h, w, ids, lp, labels, _ = make_inputs(T, "peaked", 64)
+
+    def fn():
+        sparse_kl(h, w, ids, lp, labels, impl="triton").loss.backward()
+
+    for _ in range(2):
+        fn()
+    torch.cuda.synchronize()
+    for _ in range(3):
+        h.grad = w.grad = None
+        t0 = time.perf_counter()
+        fn()
+        t1 = time.perf_counter()
+        torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        print(f"diag T={T}: enqueue {1e3 * (t1 - t0):.1f} ms, total {1e3 * (t2 - t0):.1f} ms", flush=True)
+    from torch.profiler import ProfilerActivity, profile
+
+    h.grad = w.grad = None
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    trace = out / "trace.json"
+    prof.export_chrome_trace(str(trace))
+    ev = json.loads(trace.read_text())["traceEvents"]
+    trace.unlink()
+    kern = sorted((e for e in ev if e.get("cat") == "kernel"), key=lambda e: e["ts"])
+    busy = sum(e["dur"] for e in kern)
+    span = kern[-1]["ts"] + kern[-1]["dur"] - kern[0]["ts"]
+    print(f"diag kernels: {len(kern)}, busy {busy / 1e3:.1f} ms over span {span / 1e3:.1f} ms", flush=True)
+    cpu = sorted((e for e in ev if e.get("cat") == "cpu_op"), key=lambda e: e["ts"])
+    for a, b in itertools.pairwise(kern):
+        gap = b["ts"] - (a["ts"] + a["dur"])
+        if gap > 100:
+            during = [c["name"] for c in cpu if a["ts"] + a["dur"] <= c["ts"] <= b["ts"]][:6]
+            print(
+                f"diag gap {gap / 1e3:.2f} ms after {a['name'][:40]} before {b['name'][:40]}; cpu ops: {during}"
+            )
+    # Memory, step by step, for one forward and backward.
+    h.grad = w.grad = None
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    r = sparse_kl(h, w, ids, lp, labels, impl="triton")
+    torch.cuda.synchronize()
+    fwd_peak = torch.cuda.max_memory_allocated() - base
+    held = torch.cuda.memory_allocated() - base
+    torch.cuda.reset_peak_memory_stats()
+    r.loss.backward()
+    torch.cuda.synchronize()
+    bwd_peak = torch.cuda.max_memory_allocated() - base
+    print(
+        f"diag mem GiB: forward peak {fwd_peak / GIB:.2f}, held after forward {held / GIB:.2f}, "
+        f"backward peak {bwd_peak / GIB:.2f}, grads {(h.grad.nbytes + w.grad.nbytes) / GIB:.2f}",
+        flush=True,
+    )
+    acc = torch.empty(V, H, device="cuda")
+    z = torch.randn(2048, V, device="cuda").bfloat16()
+    torch.cuda.synchronize()
+    b2 = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    torch.addmm(acc, z.t(), h[:2048].detach(), beta=1.0, out_dtype=torch.float32, out=acc)
+    torch.cuda.synchronize()
+    print(f"diag addmm(out_dtype) temp GiB: {(torch.cuda.max_memory_allocated() - b2) / GIB:.2f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-dir", required=True)
@@ -226,9 +295,13 @@ def main():
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="print a kernel-time table for ours, k=64")
+    ap.add_argument("--diagnose", action="store_true", help="only: GPU idle gaps and memory steps of ours")
     args = ap.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.diagnose:
+        diagnose(out)
+        return
 
     import triton
 

@@ -103,6 +103,16 @@ def _dense_grad_kernel(
         tl.store(base + cols, g.to(z_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _scale_cast_kernel(out_ptr, src_ptr, g_ptr, N, BLOCK: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    g = tl.load(g_ptr).to(tl.float32)
+    x = tl.load(src_ptr + offs, mask=mask, other=0.0)
+    tl.store(out_ptr + offs, (x * g).to(out_ptr.dtype.element_ty), mask=mask)
+
+
 def _launch_cfg(v: int) -> tuple[int, int]:
     if _INTERPRET:
         return 128, 4  # several tiles even at test sizes, so the online rescaling is exercised
@@ -144,3 +154,12 @@ def dense_grad_(z, lse1, c1, lset, ct, inv_tau: float, tau_dense: bool) -> None:
         HAS_TAU=tau_dense,
         num_warps=warps,
     )
+
+
+def scale_cast_(out: torch.Tensor, src: torch.Tensor, g: torch.Tensor) -> None:
+    """out <- (src * g) in out's dtype: the backward's grad_output scaling of the saved fp32 gradient,
+    one read and one write (g is a device scalar: no host sync)."""
+    assert out.is_contiguous() and src.is_contiguous() and out.shape == src.shape
+    n = src.numel()
+    block = 4096
+    _scale_cast_kernel[(triton.cdiv(n, block),)](out, src, g.reshape(1), n, BLOCK=block, num_warps=8)
