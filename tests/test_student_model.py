@@ -191,6 +191,19 @@ def test_forward_hands_over_final_hidden_and_weight_without_logits(tiny):
     torch.testing.assert_close(ours, logits, rtol=1e-5, atol=1e-5)
 
 
+def test_packed_documents_with_block_diagonal_mask(tiny):
+    """A [b, 1, s, s] mask (True = masked) plus restarted positions isolates packed documents."""
+    ids, _ = batch(2, 16)
+    doc = torch.tensor([0] * 8 + [1] * 8)
+    mask = ((doc[:, None] != doc[None, :]) | _causal(16)[0, 0])[None, None].expand(2, 1, 16, 16)
+    positions = torch.cat([torch.arange(8), torch.arange(8)]).expand(2, 16)
+    set_aux_loss_backward_scale(1.0, device=CPU)
+    with torch.no_grad():
+        packed = forward_student(tiny, ids, position_ids=positions, attention_mask=mask).head.hidden
+        alone = forward_student(tiny, ids[:, 8:]).head.hidden
+    torch.testing.assert_close(packed[8:], alone, rtol=1e-5, atol=1e-5)
+
+
 def _causal(s: int) -> torch.Tensor:
     return torch.triu(torch.ones(s, s, dtype=torch.bool), diagonal=1)[None, None]
 
@@ -220,8 +233,10 @@ def test_aux_losses_are_returned_and_enter_backward(tiny, monkeypatch):
     expected = expected + cfg.moe_z_loss_coeff * out.aux_losses[Z_LOSS].sum()
     torch.testing.assert_close(out.aux_loss_weighted, expected)
     assert grad1.abs().sum() > 0
-    _, grad2 = aux_only_router_grad(2.0)
+    out2, grad2 = aux_only_router_grad(2.0)
     torch.testing.assert_close(grad2, 2.0 * grad1)
+    for name, values in out.aux_losses.items():  # per pass, not accumulated across passes
+        torch.testing.assert_close(out2.aux_losses[name], values)
     tiny.zero_grad(set_to_none=True)
 
     monkeypatch.setattr(MoEAuxLossAutoScaler, "main_loss_backward_scale", None)

@@ -20,7 +20,8 @@ forward pass and attaches them to its activations with `MoEAuxLossAutoScaler` (`
 autograd identity whose backward injects d(coeff * aux)/d(router) scaled by the class-level
 `main_loss_backward_scale`. So the aux gradients enter whatever backward passes through the MoE layers;
 they are never added to the returned loss. Their values (unweighted, detached) are recorded per layer in
-`get_moe_metrics_tracker()` (`moe_logging.py`); `forward_student` returns this forward pass's share.
+`get_moe_metrics_tracker()` (`moe_logging.py`); `forward_student` clears it before each pass and returns
+copies of this pass's values.
 """
 
 from __future__ import annotations
@@ -395,8 +396,14 @@ def forward_student(
     """
     gpt = _unwrap(model)
     cfg = gpt.config
-    if input_ids.dim() != 2:
-        raise ValueError(f"input_ids must be [batch, seq], got {tuple(input_ids.shape)}")
+    if input_ids.dim() != 2 or input_ids.dtype.is_floating_point:
+        raise ValueError(
+            f"input_ids must be integer [batch, seq], got {input_ids.dtype} {tuple(input_ids.shape)}"
+        )
+    if input_ids.device != gpt.output_layer.weight.device:
+        raise ValueError(
+            f"input_ids are on {input_ids.device}, the model on {gpt.output_layer.weight.device}"
+        )
     b, s = input_ids.shape
     if s > gpt.max_sequence_length:
         raise ValueError(f"sequence length {s} exceeds the model's max_seq_len {gpt.max_sequence_length}")
@@ -410,8 +417,10 @@ def forward_student(
         position_ids = torch.arange(s, device=input_ids.device).unsqueeze(0).expand(b, s)
     if attention_mask is None:
         attention_mask = causal_attention_mask(s, input_ids.device)
+    # The tracker accumulates until cleared; we clear it per pass (an ever-growing sum would lose the
+    # precision of each pass's share) and hand back copies, so megatron's own report() sees one pass only.
     tracker = get_moe_metrics_tracker()
-    before = {name: entry.values.clone() for name, entry in tracker.metrics.items()}
+    tracker.clear()
     head = model(
         input_ids,
         position_ids,
@@ -424,10 +433,7 @@ def forward_student(
             f"GPTModel.forward returned {type(head).__name__}, not the output_processor's result: "
             "is this rank the last pipeline stage?"
         )
-    aux_losses = {}
-    for name, entry in tracker.metrics.items():
-        delta = entry.values - before[name] if name in before else entry.values.clone()
-        aux_losses[name] = delta
+    aux_losses = {name: entry.values.clone() for name, entry in tracker.metrics.items()}
     coeffs = {LOAD_BALANCING_LOSS: cfg.moe_aux_loss_coeff, Z_LOSS: cfg.moe_z_loss_coeff or 0.0}
     weighted = sum(
         (coeffs[name] * values.sum() for name, values in aux_losses.items() if name in coeffs),
