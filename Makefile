@@ -14,6 +14,8 @@ env:
 # The main job end to end on the bundled sample (CPU). Later stages are appended as they land.
 demo: env
 	$(PY) -m pipelines.prepare input=$(SAMPLE) output=$(DEMO_DIR)/prepared prepare=debug overwrite=true
+	@test -f $(DEMO_DIR)/teacher/config.json || $(PY) -m pipelines.tiny_teacher output=$(DEMO_DIR)/teacher
+	$(PY) -m pipelines.score dataset=$(DEMO_DIR)/prepared teacher=cpu teacher.model=$(DEMO_DIR)/teacher output=$(DEMO_DIR)/store
 
 lint: env
 	$(VENV)/bin/ruff check .
