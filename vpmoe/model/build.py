@@ -2,7 +2,7 @@
 
     init_parallel(ParallelConfig(expert_parallel=2), device=device)  # CPU: applies the CPU adaptations
     model = build_student(cfg, device=device, seed=1234)
-    set_aux_loss_backward_scale(1.0 / num_microbatches)
+    set_aux_loss_backward_scale(1.0 / num_microbatches, device=device)
     out = forward_student(model, input_ids)  # out.head.hidden [s, b, h], out.head.weight [V, h]
     loss = my_loss(out.head) ; loss.backward()  # router aux / z-loss gradients ride along
 
@@ -155,7 +155,9 @@ def transformer_config(cfg: StudentConfig, *, device: torch.device) -> Transform
         moe_aux_loss_coeff=cfg.moe_aux_loss_coeff,
         # None, not 0: the router records z_loss / coeff in its tracker (router.py apply_z_loss).
         moe_z_loss_coeff=cfg.moe_z_loss_coeff or None,
-        moe_router_dtype="fp32" if cfg.router_fp32 else None,
+        # Router logits, softmax and aux losses in fp32 whatever the dtype: routing decisions and the
+        # load-balancing statistics are sensitive to bf16 rounding.
+        moe_router_dtype="fp32",
         moe_grouped_gemm=cfg.layer_spec == "te",
         # alltoall is megatron's dispatcher for expert parallelism on GPU; it creates a torch.cuda.Stream
         # when constructed (token_dispatcher.py:469), so CPU uses allgather. Both are exact (no capacity
@@ -206,14 +208,12 @@ def build_student(cfg: StudentConfig, *, device: torch.device, seed: int) -> GPT
     The caller's default RNG stream is left as it was. The model is on `device` in `cfg.dtype`, train mode.
     """
     device = torch.device(device)
-    if device.type == "cpu" and not cpu_adaptations_applied():
-        raise RuntimeError(
-            "on CPU call vpmoe.model.megatron_cpu.apply_cpu_adaptations() before build_student"
-        )
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be cpu or cuda, got {device}")
-    if not parallel_state.model_parallel_is_initialized():
-        raise RuntimeError("call init_parallel before build_student")
+    if not parallel_state.model_parallel_is_initialized() or (
+        device.type == "cpu" and not cpu_adaptations_applied()
+    ):
+        raise RuntimeError(f"call init_parallel(..., device={device}) before build_student")
     tcfg = transformer_config(cfg, device=device)
     # The named RNG states for dropout (data-parallel, model-parallel, expert) are seeded for the run; the
     # construction itself runs on a forked default generator, so building never shifts the caller's RNG

@@ -54,9 +54,6 @@ class StudentConfig:
     layer_spec: str = "local"
     # Parameter and compute dtype. bf16 on GPU (fp32 main params live in the optimizer), fp32 on CPU.
     dtype: str = "fp32"
-    # Router computations in fp32 whatever `dtype` is (megatron-core `moe_router_dtype`): routing decisions
-    # and the aux losses are sensitive to bf16 rounding of the softmax.
-    router_fp32: bool = True
 
     def __post_init__(self) -> None:
         positive = (
