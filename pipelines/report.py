@@ -1,0 +1,49 @@
+"""Shard-health report of a teacher store: complete, aligned with its dataset, numerically sane, and what
+the teacher's distribution looks like per span, language and exercise.
+
+    python -m pipelines.report store=<teacher store> dataset=<prepared dir> [output=<report dir>]
+
+Writes report.md, report.json and PNG histograms to `output` (default <store>/report), prints a one-line
+verdict, and exits 0 when every check passes, 1 otherwise (or when the report cannot run), so it can
+gate a training launch. Contract: docs/teacher_store.md, "Shard-health report".
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from pipelines._hydra import require, to_container
+from vpmoe.data.manifest import ManifestError
+from vpmoe.report import ReportConfig, ReportError, run_report, write_report
+
+log = logging.getLogger("vpmoe.report")
+
+
+@hydra.main(config_path="../conf", config_name="report", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    store, dataset = require(cfg, "store"), require(cfg, "dataset")
+    try:
+        report_cfg = ReportConfig(**to_container(cfg, "report"))
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"invalid config: {e}") from e
+    try:
+        report = run_report(dataset, store, report_cfg)
+        out = write_report(report, cfg.output)
+    except (ManifestError, ReportError) as e:
+        log.error("%s", e)
+        sys.exit(1)
+    for name in report.checks.failed():
+        findings = report.checks.findings[name]
+        shard, f = next(iter(findings.items()))
+        log.error("%s failed in %d shard(s); first %s: %s", name, len(findings), shard, f.first)
+    log.info("report written to %s", out)
+    print(report.verdict_line())
+    sys.exit(report.exit_code)
+
+
+if __name__ == "__main__":
+    main()

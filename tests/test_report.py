@@ -1,0 +1,203 @@
+"""Shard-health report: the scored tiny store passes; every corruption kind fails the named check and
+names the shard. Corruptions are made on copies of the session store; value corruptions are rewritten
+through zarr and the marker's checksums refreshed, so the value check (not only `checksums`) must fire."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+from conftest import run_module, scoring_rows, write_synth
+
+from vpmoe.report import ReportConfig, ReportError, run_report
+from vpmoe.report.checks import CHECKS, ROOT
+from vpmoe.teacher.store import MARKER_SUFFIX, SHARDS
+from vpmoe.utils.hashing import sha256_file
+
+
+def report_args(store, dataset, out):
+    return f"store={store}", f"dataset={dataset}", f"output={out}"
+
+
+@pytest.fixture(scope="module")
+def clean_run(scored_store, small_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "clean"
+    return run_module("pipelines.report", *report_args(scored_store, small_dataset, out)), out
+
+
+def test_scored_store_passes(clean_run, small_dataset):
+    res, out = clean_run
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    verdict = res.stdout.strip().splitlines()[-1]
+    assert verdict.startswith(f"report PASS: {len(CHECKS)}/{len(CHECKS)} checks passed"), verdict
+    data = json.loads((out / "report.json").read_text())
+    assert data["verdict"] == "PASS" and all(c["passed"] for c in data["checks"].values())
+    manifest = json.loads((small_dataset / "manifest.json").read_text())
+    supervised = manifest["totals"]["supervised_tokens"]
+    spans = data["statistics"]["span"]
+    assert spans["all"]["positions"] == data["summary"]["positions_scanned"] == sum(supervised.values())
+    assert spans["reasoning"]["positions"] == supervised["reasoning"]
+    assert spans["final"]["positions"] == supervised["final"]
+    assert sum(g["positions"] for g in data["statistics"]["language"].values()) == sum(supervised.values())
+    top1 = spans["all"]["metrics"]["top1_prob"]
+    assert 0 < top1["p5"] <= top1["p50"] <= top1["p95"] <= 1
+    assert data["storage"]["compression_ratio"] > 1 and data["storage"]["bytes_per_position"] > 0
+    md = (out / "report.md").read_text()
+    assert "PASS" in md and "## Checks" in md and "hist_entropy.png" in md
+    assert all((out / f"hist_{m}.png").stat().st_size > 0 for m in ("top1_prob", "entropy", "target_rank"))
+
+
+def copy_store(scored_store, tmp_path):
+    dst = tmp_path / "store"
+    shutil.copytree(scored_store, dst)
+    return dst
+
+
+def stems(store):
+    return sorted(p.name.removesuffix(MARKER_SUFFIX) for p in (store / SHARDS).glob(f"*{MARKER_SUFFIX}"))
+
+
+def refresh_marker(store, stem):
+    """Rewrite the marker's file checksums after a deliberate value edit (as if the scorer wrote it)."""
+    marker = store / SHARDS / f"{stem}{MARKER_SUFFIX}"
+    info = json.loads(marker.read_text())
+    root = store / SHARDS / stem
+    info["files"] = {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+    marker.write_text(json.dumps(info, indent=1, sort_keys=True))
+
+
+def edit_array(store, stem, name, edit):
+    arr = zarr.open_array(str(store / SHARDS / stem / name), mode="r+")
+    data = arr[:]
+    edit(data)
+    arr[:] = data
+    refresh_marker(store, stem)
+
+
+def drop_row(store, stem, seq):
+    """Delete the last stored row of sequence `seq` (a wrong position count), through zarr."""
+    group = zarr.open_group(str(store / SHARDS / stem), mode="r+")
+    offsets = group["seq_offsets"][:]
+    row = int(offsets[seq + 1]) - 1
+    for name in ("positions", "topk_ids", "topk_logprobs", "target_logprob", "target_rank"):
+        arr = group[name]
+        data = np.delete(arr[:], row, axis=0)
+        arr.resize(data.shape)
+        arr[:] = data
+    offsets[seq + 1 :] -= 1
+    group["seq_offsets"][:] = offsets
+    refresh_marker(store, stem)
+
+
+def flip_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def set_value(name, index, value):
+    return lambda s, st: edit_array(s, st, name, lambda a: a.__setitem__(index, value))
+
+
+def duplicate_id(store, stem):
+    edit_array(store, stem, "topk_ids", lambda a: a.__setitem__((3, 1), a[3, 0]))
+
+
+def missing_shard(store, stem):
+    shutil.rmtree(store / SHARDS / stem)
+    (store / SHARDS / f"{stem}{MARKER_SUFFIX}").unlink()
+
+
+def extra_marker(store, stem):
+    shutil.copy(store / SHARDS / f"{stem}{MARKER_SUFFIX}", store / SHARDS / f"shard-09999{MARKER_SUFFIX}")
+
+
+CORRUPTIONS = {
+    # kind: (shard index, corruption, expected failed checks, shard the first check names)
+    "missing_shard": (1, missing_shard, {"shards_committed"}, None),
+    "extra_marker": (0, extra_marker, {"no_extra_shards"}, "shard-09999"),
+    "corrupted_chunk": (
+        0,
+        lambda s, st: flip_byte(s / SHARDS / st / "topk_logprobs" / "c" / "0" / "0"),
+        {"readable", "checksums"},
+        None,
+    ),
+    "truncated_chunk": (
+        2,
+        lambda s, st: truncate(s / SHARDS / st / "topk_ids" / "c" / "0" / "0"),
+        {"readable", "checksums"},
+        None,
+    ),
+    "nan": (1, set_value("topk_logprobs", (5, 3), np.nan), {"finite"}, None),
+    "positive_logprob": (2, set_value("topk_logprobs", (7, 0), 0.5), {"nonpositive", "topk_mass"}, None),
+    "wrong_position_count": (1, lambda s, st: drop_row(s, st, 1), {"alignment"}, None),
+    "duplicated_id": (0, duplicate_id, {"unique_ids"}, None),
+}
+
+
+@pytest.mark.parametrize("kind", list(CORRUPTIONS))
+def test_corruption_is_detected(kind, scored_store, small_dataset, tmp_path):
+    index, corrupt, expected, named = CORRUPTIONS[kind]
+    store = copy_store(scored_store, tmp_path)
+    stem = stems(store)[index]
+    corrupt(store, stem)
+    report = run_report(small_dataset, store, ReportConfig())
+    data = report.to_dict()
+    assert report.exit_code == 1 and data["verdict"] == "FAIL"
+    failed = set(data["summary"]["failed"])
+    assert expected <= failed, (kind, failed)
+    # Only the corruption's own checks (and those it implies) fire; the rest of the store is clean.
+    allowed = expected | {"target_consistent", "topk_mass", "rank_order"}
+    assert failed <= allowed, (kind, failed)
+    for check in expected:
+        assert list(data["checks"][check]["shards"]) == [named or stem], (check, data["checks"][check])
+    first = next(iter(data["checks"][sorted(expected)[0]]["shards"].values()))["first"]
+    if kind in ("nan", "positive_logprob", "duplicated_id", "wrong_position_count"):
+        # The first bad row is located: row index, sample id and position.
+        assert first["sample_id"] and first["position"] is not None and first["row"] is not None, first
+
+
+def test_cli_exit_status_and_verdict_on_failure(scored_store, small_dataset, tmp_path):
+    store = copy_store(scored_store, tmp_path)
+    stem = stems(store)[1]
+    set_value("topk_logprobs", (5, 3), np.nan)(store, stem)
+    out = tmp_path / "report"
+    res = run_module("pipelines.report", *report_args(store, small_dataset, out))
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    verdict = res.stdout.strip().splitlines()[-1]
+    assert verdict.startswith("report FAIL") and f"finite [{stem}]" in verdict, verdict
+    data = json.loads((out / "report.json").read_text())
+    assert data["checks"]["finite"]["shards"][stem]["first"]["row"] == 5
+    assert "**FAIL**" in (out / "report.md").read_text()
+
+
+def test_store_from_another_dataset(scored_store, tmp_path):
+    from vpmoe.data.harmony_render import TemplateConfig
+    from vpmoe.data.prepare import PrepareConfig, prepare
+
+    # Another system prompt: every sequence, hence every dataset shard, differs from the scored one.
+    src = write_synth(tmp_path / "rows.parquet", scoring_rows()[:7])
+    other = tmp_path / "other"
+    template = TemplateConfig(reasoning_effort="high")
+    prepare(str(src), other, PrepareConfig(template=template, shard_tokens=1200, max_seq_len=1024))
+    report = run_report(other, scored_store, ReportConfig())
+    data = report.to_dict()
+    assert report.exit_code == 1
+    prov = data["checks"]["provenance"]
+    assert not prov["passed"] and "scored from dataset" in prov["shards"][ROOT]["first"]["detail"]
+    assert "shard-00000" in data["checks"]["shards_committed"]["shards"]
+    assert "shard-00000" in data["checks"]["no_extra_shards"]["shards"]  # stale marker
+
+
+def test_not_a_store_and_config_ranges(small_dataset, scored_store):
+    with pytest.raises(ReportError, match="not a teacher store"):
+        run_report(small_dataset, scored_store.parent.parent, ReportConfig())
+    with pytest.raises(ValueError, match="hist_bins"):
+        ReportConfig(hist_bins=7)
+    with pytest.raises(ValueError, match="mass_tolerance"):
+        ReportConfig(mass_tolerance=-1.0)

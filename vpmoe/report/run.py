@@ -1,0 +1,235 @@
+"""Shard-health report of a teacher store against its prepared dataset (docs/teacher_store.md).
+
+The store is read file by file and array by array, not through `TeacherStoreReader`: the reader refuses
+an incomplete or mismatched store by design, while the report must find and name every problem.
+Store-level checks: `store_checks.py`; each committed shard: `scan.py`; checks and findings: `checks.py`;
+statistics: `stats.py`; outputs: `writers.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from vpmoe.data.prepared import PreparedDataset
+from vpmoe.report.checks import CHECKS, CheckLog
+from vpmoe.report.scan import NONE_GROUP, ShardInfo, ShardScan
+from vpmoe.report.stats import FINE_BINS, StatsAccumulator
+from vpmoe.report.store_checks import check_checksums, check_provenance, check_shard_dir, root_attrs
+from vpmoe.teacher.store import SHARDS, shard_stem
+from vpmoe.utils.progress import progress
+
+log = logging.getLogger(__name__)
+
+REPORT_SCHEMA_VERSION = 1
+
+
+class ReportError(RuntimeError):
+    """The report cannot run at all (not a store, not a dataset); failed checks are not errors."""
+
+
+@dataclass(kw_only=True)
+class ReportConfig:
+    # A log-prob may exceed 0 by this much (fp32 log-softmax rounding): the scorer's own validator bound.
+    logprob_tolerance: float = 1e-4
+    # Top-k mass may exceed 1 by this much on top of the fp16 rounding bound (2^-11 x top-k entropy).
+    mass_tolerance: float = 1e-3
+    # Bins of the histograms in report.json and the PNGs.
+    hist_bins: int = 50
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.logprob_tolerance < 1.0:
+            raise ValueError(f"logprob_tolerance must be in [0, 1), got {self.logprob_tolerance}")
+        if not 0.0 <= self.mass_tolerance < 1.0:
+            raise ValueError(f"mass_tolerance must be in [0, 1), got {self.mass_tolerance}")
+        if not (2 <= self.hist_bins <= FINE_BINS and FINE_BINS % self.hist_bins == 0):
+            raise ValueError(f"hist_bins must divide {FINE_BINS} and be >= 2, got {self.hist_bins}")
+
+
+@dataclass
+class Report:
+    store: Path
+    dataset: Path
+    manifest_hash: str
+    attrs: dict
+    vocab: int
+    k: int | None
+    checks: CheckLog
+    statistics: dict
+    shards: dict[str, ShardInfo]
+    positions_scanned: int
+    seconds: float
+    config: ReportConfig
+
+    @property
+    def passed(self) -> bool:
+        return not self.checks.failed()
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def verdict_line(self) -> str:
+        failed = self.checks.failed()
+        committed = sum(s.status == "ok" for s in self.shards.values())
+        head = (
+            f"report {'PASS' if not failed else 'FAIL'}: {len(CHECKS) - len(failed)}/{len(CHECKS)} checks passed, "
+            f"{committed}/{len(self.shards)} shards committed, {self.positions_scanned:,} positions scanned"
+        )
+        if failed:
+            parts = []
+            for c in failed:
+                shards = list(self.checks.findings[c])
+                parts.append(f"{c} [{', '.join(shards[:3])}{', ...' if len(shards) > 3 else ''}]")
+            head += "; failed: " + "; ".join(parts)
+        return head
+
+    def storage(self) -> dict:
+        ok = [s for s in self.shards.values() if s.stored_bytes is not None and s.positions]
+        positions = sum(s.positions for s in ok)
+        stored = sum(s.stored_bytes for s in ok)
+        raw = positions * raw_bytes_per_position(self.k) if self.k else None
+        by_array: dict[str, int] = {}
+        for s in ok:
+            for name, b in s.bytes_by_array.items():
+                by_array[name] = by_array.get(name, 0) + b
+        per_shard = np.array([s.positions for s in self.shards.values() if s.positions is not None])
+        return {
+            "positions": positions,
+            "stored_bytes": stored,
+            "raw_bytes": raw,
+            "bytes_per_position": stored / positions if positions else None,
+            "raw_bytes_per_position": raw_bytes_per_position(self.k) if self.k else None,
+            "compression_ratio": raw / stored if raw and stored else None,
+            "bytes_per_position_by_array": {n: b / positions for n, b in sorted(by_array.items())}
+            if positions
+            else {},
+            "positions_per_shard": {
+                "min": int(per_shard.min()) if len(per_shard) else None,
+                "median": float(np.median(per_shard)) if len(per_shard) else None,
+                "max": int(per_shard.max()) if len(per_shard) else None,
+                "mean": float(per_shard.mean()) if len(per_shard) else None,
+            },
+        }
+
+    def to_dict(self) -> dict:
+        a = self.attrs
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "verdict": "PASS" if self.passed else "FAIL",
+            "summary": {
+                "checks": len(CHECKS),
+                "checks_failed": len(self.checks.failed()),
+                "failed": self.checks.failed(),
+                "shards_expected": len(self.shards),
+                "shards_committed": sum(s.status == "ok" for s in self.shards.values()),
+                "positions_scanned": self.positions_scanned,
+                "seconds": round(self.seconds, 3),
+                "positions_per_second": round(self.positions_scanned / self.seconds)
+                if self.seconds
+                else None,
+            },
+            "store": {
+                "path": str(self.store),
+                "teacher_id": a.get("teacher_id"),
+                "dataset_manifest_hash": a.get("dataset_manifest_hash"),
+                "k": a.get("k"),
+                "dtype": a.get("dtype"),
+                "engine": a.get("engine"),
+                "engine_version": a.get("engine_version"),
+                "teacher_weights_sha256": a.get("teacher_weights_sha256"),
+            },
+            "dataset": {
+                "path": str(self.dataset),
+                "manifest_hash": self.manifest_hash,
+                "vocab_size": self.vocab,
+            },
+            "config": dataclasses.asdict(self.config),
+            "checks": self.checks.to_dict(),
+            "statistics": self.statistics,
+            "storage": self.storage(),
+            "shards": {stem: dataclasses.asdict(s) for stem, s in self.shards.items()},
+        }
+
+
+def raw_bytes_per_position(k: int) -> int:
+    """Uncompressed size of one row at plain widths: k x (uint32 id + fp32 log-prob) + int32 position +
+    fp32 actual-token log-prob + uint32 rank."""
+    return k * 8 + 12
+
+
+def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfig) -> Report:
+    t0 = time.perf_counter()
+    ds = PreparedDataset(dataset_dir)  # ManifestError: the dataset itself is unusable
+    store = Path(store_root)
+    if not (store / "zarr.json").is_file():
+        raise ReportError(_not_a_store(store))
+    checks = CheckLog()
+    attrs = root_attrs(store, checks)
+    vocab = int(ds.manifest.tokenizer["padded_vocab_size"])
+    k = attrs.get("k") if isinstance(attrs.get("k"), int) and attrs["k"] >= 1 else None
+    check_provenance(attrs, ds, vocab, checks)
+
+    entries = {shard_stem(e.name): e for e in ds.manifest.shards}
+    markers = check_shard_dir(store / SHARDS, entries, checks)
+    groupings = _groupings(ds)
+    stats = StatsAccumulator(groupings)
+    shards: dict[str, ShardInfo] = {}
+    scanned = 0
+    bar = progress(
+        total=sum(sum(e.supervised_tokens.values()) for e in ds.manifest.shards), desc="report", unit="pos"
+    )
+    for stem, entry in entries.items():
+        info = markers.get(stem)
+        if info is None or info.get("dataset_shard_sha256") != entry.sha256:
+            why = "no commit marker" if info is None else "marker names another dataset shard (stale)"
+            if info is None and (store / SHARDS / stem).is_dir():
+                why += " (shard directory present: debris of an interrupted scorer)"
+            checks.fail("shards_committed", stem, why)
+            shards[stem] = ShardInfo(status="missing" if info is None else "stale")
+            continue
+        check_checksums(store / SHARDS / stem, info, stem, checks)
+        scan = ShardScan(
+            store / SHARDS / stem, stem, entry, info, ds, attrs, k, vocab, cfg, checks, groupings
+        )
+        shards[stem] = scan.run(stats, bar)
+        scanned += scan.scanned
+    bar.close()
+    return Report(
+        store=store,
+        dataset=Path(dataset_dir),
+        manifest_hash=ds.manifest_hash,
+        attrs=attrs,
+        vocab=vocab,
+        k=k,
+        checks=checks,
+        statistics=stats.summary(cfg.hist_bins),
+        shards=shards,
+        positions_scanned=scanned,
+        seconds=time.perf_counter() - t0,
+        config=cfg,
+    )
+
+
+def _not_a_store(store: Path) -> str:
+    found = sorted(p.parent for p in store.glob("*/*/zarr.json")) if store.is_dir() else []
+    hint = f"; teacher stores under it: {', '.join(map(str, found[:5]))}" if found else ""
+    return (
+        f"{store}: not a teacher store (no zarr.json). Pass the store directory that pipelines.score "
+        f"prints as store=<output>/<manifest hash>/<teacher id>{hint}"
+    )
+
+
+def _groupings(ds: PreparedDataset) -> dict[str, list[str]]:
+    langs, exercises = set(), set()
+    for entry in ds.manifest.shards:
+        t = pq.read_table(ds.root / entry.name, columns=["language", "exercise"])
+        langs.update(v if v is not None else NONE_GROUP for v in t.column("language").to_pylist())
+        exercises.update(v if v is not None else NONE_GROUP for v in t.column("exercise").to_pylist())
+    return {"span": ["reasoning", "final"], "language": sorted(langs), "exercise": sorted(exercises)}

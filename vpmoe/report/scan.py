@@ -1,0 +1,351 @@
+"""The scan of one committed shard: array layout and chunk decoding, alignment with the prepared shard,
+then one streaming pass over the rows that runs the value checks and feeds the statistics. Rows with a
+failed value check are left out of the statistics; a misaligned shard gets value checks but neither
+the actual-token check nor statistics (its rows cannot be tied to dataset tokens)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vpmoe.data.harmony_render import IGNORE_INDEX, Span
+from vpmoe.data.manifest import ManifestError
+from vpmoe.report.checks import RowBlock, decode, value_failures
+from vpmoe.report.stats import StatsAccumulator, row_metrics
+from vpmoe.teacher.store import ARRAYS, sample_ids_digest
+
+# Rows per zarr read (rounded to whole chunks): large enough that zarr decodes chunks concurrently,
+# small enough to bound memory (~25 MB decoded at k=64).
+READ_ROWS = 65536
+# Rows per numpy pass: an fp32 [rows, k] block stays in L2, which makes the passes ~2x faster.
+COMPUTE_ROWS = 4096
+NONE_GROUP = "(none)"
+
+
+@dataclass
+class ShardInfo:
+    status: str  # ok | missing | stale | unreadable (the shard could not be scanned)
+    sequences: int | None = None
+    positions: int | None = None
+    stored_bytes: int | None = None
+    bytes_by_array: dict = field(default_factory=dict)
+
+
+class ShardScan:
+    """One committed shard: layout, alignment, then the streaming value/statistics pass."""
+
+    def __init__(self, path, stem, entry, marker, ds, attrs, k, vocab, cfg, checks, groupings):
+        self.path, self.stem, self.entry, self.marker, self.ds = path, stem, entry, marker, ds
+        self.attrs, self.k, self.vocab, self.cfg, self.checks = attrs, k, vocab, cfg, checks
+        self.groupings = groupings
+        self.scanned = 0
+        self.sample_ids: list[str] = []
+        self.locate_offsets: np.ndarray | None = None
+        self.positions: np.ndarray | None = None
+        self.unreadable: dict[str, list[tuple[int, int]]] = {}  # array -> row ranges of bad chunks
+
+    def fail(self, check: str, detail: str, *, count: int = 1, row: int | None = None) -> None:
+        self.checks.fail(
+            check, self.stem, detail, count=count, where=self.where(row) if row is not None else None
+        )
+
+    def where(self, row: int) -> dict:
+        out = {"row": int(row)}
+        if self.locate_offsets is not None and 0 <= row < self.locate_offsets[-1]:
+            i = int(np.searchsorted(self.locate_offsets, row, side="right")) - 1
+            out["sample_id"] = self.sample_ids[i]
+        if self.positions is not None and 0 <= row < len(self.positions) and self.positions[row] >= 0:
+            out["position"] = int(self.positions[row])
+        return out
+
+    def run(self, stats: StatsAccumulator, bar) -> ShardInfo:
+        info = ShardInfo(status="unreadable")
+        try:
+            shard = self.ds.read_shard(self.entry.name, verify=True)
+        except ManifestError as e:
+            self.fail("alignment", f"dataset shard unreadable, cannot align: {e}")
+            return info
+        self.sample_ids = shard.sample_ids
+        expect = _expected_rows(shard)
+        info.sequences, info.stored_bytes, info.bytes_by_array = len(shard), *_sizes(self.path)
+        self._check_marker(shard, expect)
+        arrays = self._open_arrays(len(shard))
+        if arrays is None:
+            return info
+        n_rows = arrays["positions"].shape[0]
+        info.positions, info.status = n_rows, "ok"
+        aligned = self._check_alignment(arrays, expect, len(shard))
+        codes = _group_codes(shard, expect, self.groupings) if aligned else None
+        if not aligned:
+            self.checks.note("target_consistent", f"{self.stem}: not checked (shard misaligned)")
+        self._scan_rows(arrays, expect, codes, stats, bar)
+        return info
+
+    def _check_marker(self, shard, expect) -> None:
+        m, problems = self.marker, []
+        if m.get("sequences") != len(shard):
+            problems.append(f"marker says {m.get('sequences')} sequences, dataset shard has {len(shard)}")
+        if m.get("positions") != len(expect.positions):
+            problems.append(
+                f"marker says {m.get('positions')} positions, dataset has {len(expect.positions)}"
+            )
+        if m.get("sample_ids_sha256") != sample_ids_digest(shard.sample_ids):
+            problems.append("marker's sample-id digest differs from the dataset shard's sample ids")
+        if problems:
+            self.fail("alignment", "; ".join(problems), count=len(problems))
+        if self.k is not None and m.get("k") != self.k:
+            self.fail("provenance", f"marker k {m.get('k')!r} != root k {self.k}")
+
+    def _open_arrays(self, num_seqs: int) -> dict | None:
+        import zarr
+
+        try:
+            group = zarr.open_group(str(self.path), mode="r")
+        except Exception as e:  # any failure to open is a finding about this shard, not a crash
+            self.fail("readable", f"shard group does not open: {type(e).__name__}: {e}")
+            return None
+        arrays, problems = {}, []
+        k = self.k
+        want = {
+            "positions": np.int32,
+            "topk_ids": np.uint32,
+            "topk_logprobs": np.float16,
+            "target_logprob": np.float32,
+            "target_rank": np.uint32,
+            "seq_offsets": np.int64,
+        }
+        for name in ARRAYS:
+            try:
+                arr = group[name]
+            except Exception as e:
+                problems.append(f"{name}: does not open ({type(e).__name__}: {e})")
+                continue
+            if arr.dtype != np.dtype(want[name]):
+                problems.append(f"{name}: dtype {arr.dtype}, expected {np.dtype(want[name])}")
+            arrays[name] = arr
+        if not problems:
+            n_rows = arrays["positions"].shape[0]
+            kk = arrays["topk_ids"].shape[1] if arrays["topk_ids"].ndim == 2 else None
+            k = k if k is not None else kk
+            shapes = {
+                "positions": (n_rows,),
+                "topk_ids": (n_rows, k),
+                "topk_logprobs": (n_rows, k),
+                "target_logprob": (n_rows,),
+                "target_rank": (n_rows,),
+            }
+            for name, shape in shapes.items():
+                if arrays[name].shape != shape:
+                    problems.append(f"{name}: shape {arrays[name].shape}, expected {shape} (k={k})")
+            if arrays["seq_offsets"].ndim != 1:
+                problems.append(
+                    f"seq_offsets: shape {arrays['seq_offsets'].shape}, expected ({num_seqs + 1},)"
+                )
+        if problems:
+            self.fail("readable", "; ".join(problems), count=len(problems))
+            return None
+        self.k = k
+        return arrays
+
+    def _check_alignment(self, arrays: dict, expect, num_seqs: int) -> bool:
+        n_rows, n_expected = arrays["positions"].shape[0], len(expect.positions)
+        positions, ok = _read_1d(arrays["positions"], self, "positions")
+        self.positions = np.where(ok, positions, -1)
+        offsets, offsets_ok = _read_1d(arrays["seq_offsets"], self, "seq_offsets")
+        valid = (
+            offsets_ok.all()
+            and len(offsets) == num_seqs + 1
+            and offsets[0] == 0
+            and offsets[-1] == n_rows
+            and (np.diff(offsets) >= 0).all()
+        )
+        aligned = True
+        if not valid:
+            self.fail(
+                "alignment",
+                f"seq_offsets invalid (length {len(offsets)} for {num_seqs} sequences, first "
+                f"{offsets[0] if len(offsets) else None}, last {offsets[-1] if len(offsets) else None}, {n_rows} rows)",
+            )
+            aligned = False
+            if n_rows != n_expected:
+                # No trustworthy map from rows to samples: name rows by index only.
+                return False
+            offsets = expect.offsets
+        self.locate_offsets = offsets
+        # Each stored row against the expected position of the same row of the same sequence.
+        rows = np.arange(n_rows)
+        seq = np.searchsorted(offsets, rows, side="right") - 1
+        j = rows - offsets[seq]
+        counts_exp = np.diff(expect.offsets)
+        within = j < counts_exp[seq]
+        exp_pos = (
+            expect.positions[np.minimum(expect.offsets[seq] + j, max(n_expected - 1, 0))]
+            if n_expected
+            else rows
+        )
+        bad_row = ok & (~within | (positions != exp_pos))
+        bad_seq = np.flatnonzero(np.diff(offsets) != counts_exp)
+        bad_seqs = sorted(set(np.unique(seq[bad_row]).tolist()) | set(bad_seq.tolist()))
+        if bad_seqs:
+            first_seq = bad_seqs[0]
+            n_bad = len(bad_seqs)
+            a = int(offsets[first_seq])
+            stored = int(offsets[first_seq + 1] - offsets[first_seq])
+            expected = int(counts_exp[first_seq])
+            seq_rows = np.flatnonzero(bad_row[a : a + stored])
+            detail = f"sample stores {stored} rows, the dataset has {expected} supervised positions"
+            if len(seq_rows):  # a stored row holds the wrong position (or is one too many)
+                r = a + int(seq_rows[0])
+                want = int(exp_pos[r]) if within[r] else None
+                detail += f"; row {r} holds position {int(positions[r])}, expected {want}"
+                where = {**self.where(r), "sample_id": self.sample_ids[first_seq]}
+            else:  # every stored row is right but some are missing: name the first missing position
+                missing = int(expect.positions[expect.offsets[first_seq] + stored])
+                detail += f"; position {missing} (and after) missing"
+                where = {"row": a + stored, "sample_id": self.sample_ids[first_seq], "position": missing}
+            self.checks.fail(
+                "alignment",
+                self.stem,
+                f"{detail} (shard: {n_rows} rows, dataset: {n_expected})",
+                count=n_bad,
+                where=where,
+            )
+            aligned = False
+        return aligned
+
+    def _scan_rows(self, arrays, expect, codes, stats: StatsAccumulator, bar) -> None:
+        names = ("topk_ids", "topk_logprobs", "target_logprob", "target_rank")
+        n_rows = arrays["positions"].shape[0]
+        chunk = arrays["topk_ids"].chunks[0]
+        step = max(chunk, READ_ROWS // chunk * chunk)
+        cfg = self.cfg
+        aligned = codes is not None
+        for a in range(0, n_rows, step):
+            b = min(a + step, n_rows)
+            for lo, hi, got in _read_rows({n: arrays[n] for n in names}, a, b, chunk, self):
+                for c in range(lo, hi, COMPUTE_ROWS):
+                    d_ = min(c + COMPUTE_ROWS, hi)
+                    sl = slice(c - lo, d_ - lo)
+                    block = RowBlock(
+                        start=c,
+                        topk_ids=got["topk_ids"][sl],
+                        topk_logprobs=got["topk_logprobs"][sl],
+                        target_logprob=got["target_logprob"][sl],
+                        target_rank=got["target_rank"][sl],
+                        targets=expect.targets[c:d_] if aligned else None,
+                    )
+                    dec = decode(block)
+                    results = value_failures(
+                        block,
+                        dec,
+                        vocab=self.vocab,
+                        logprob_tolerance=cfg.logprob_tolerance,
+                        mass_tolerance=cfg.mass_tolerance,
+                    )
+                    ok = np.ones(d_ - c, bool)
+                    for check, (bad, detail) in results.items():
+                        i = int(np.flatnonzero(bad)[0])
+                        # Blocks come in row order: the shard's first finding keeps its first bad row.
+                        self.fail(check, detail(i), count=int(bad.sum()), row=c + i)
+                        ok &= ~bad
+                    if aligned:
+                        sel = np.flatnonzero(ok) if not ok.all() else slice(None)
+                        metrics = row_metrics(
+                            dec.p[sel],
+                            dec.x[sel],
+                            dec.mass[sel],
+                            dec.h_topk[sel],
+                            block.target_logprob[sel],
+                            block.target_rank[sel],
+                        )
+                        stats.add({g: v[c:d_][sel] for g, v in codes.items()}, metrics, self.k)
+                    self.scanned += d_ - c
+            bar.update(b - a)
+
+
+@dataclass
+class _Expected:
+    """The prepared shard's supervised rows, in store order."""
+
+    positions: np.ndarray  # int64 [n_rows] position t within its sequence
+    offsets: np.ndarray  # int64 [N+1]
+    seq: np.ndarray  # int64 [n_rows] sequence index of each row
+    targets: np.ndarray  # uint32 [n_rows] actual token t+1 (= labels[t])
+    spans: np.ndarray  # int8 [n_rows] span of token t+1
+
+
+def _expected_rows(shard) -> _Expected:
+    flat = np.flatnonzero(shard.labels != IGNORE_INDEX)
+    seq = np.searchsorted(shard.offsets, flat, side="right") - 1
+    counts = np.bincount(seq, minlength=len(shard))
+    return _Expected(
+        positions=flat - shard.offsets[seq],
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        seq=seq,
+        targets=shard.labels[flat].astype(np.uint32),
+        # A position's span is the span of the token it predicts (harmony_render.position_spans).
+        spans=shard.token_spans[np.minimum(flat + 1, len(shard.token_spans) - 1)],
+    )
+
+
+def _group_codes(shard, expect: _Expected, groupings: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    lang_idx = {g: i for i, g in enumerate(groupings["language"])}
+    ex_idx = {g: i for i, g in enumerate(groupings["exercise"])}
+    lang = np.array([lang_idx[v if v is not None else NONE_GROUP] for v in shard.languages], np.int32)
+    ex = np.array([ex_idx[v if v is not None else NONE_GROUP] for v in shard.exercises], np.int32)
+    return {
+        "span": (expect.spans == Span.FINAL).astype(np.int32),  # reasoning 0, final 1
+        "language": lang[expect.seq],
+        "exercise": ex[expect.seq],
+    }
+
+
+def _sizes(path: Path) -> tuple[int, dict[str, int]]:
+    """Stored bytes of the shard group, in all and per array (os.walk: ~10x faster than Path.rglob)."""
+    by_array: dict[str, int] = {name: 0 for name in ARRAYS}
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        size = sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+        total += size
+        top = os.path.relpath(dirpath, path).split(os.sep)[0]
+        if top in by_array:
+            by_array[top] += size
+    return total, by_array
+
+
+def _read_1d(arr, scan: ShardScan, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A whole 1-d array, with the rows of chunks that fail to decode masked out (and reported)."""
+    n = arr.shape[0]
+    out = np.zeros(n, arr.dtype)
+    ok = np.ones(n, bool)
+    for lo, hi, got in _read_rows({name: arr}, 0, n, arr.chunks[0], scan):
+        out[lo:hi] = got[name]
+    for lo, hi in scan.unreadable.get(name, []):
+        ok[lo:hi] = False
+    return out, ok
+
+
+def _read_rows(arrays: dict, a: int, b: int, chunk: int, scan: ShardScan):
+    """Rows [a, b) of every array; where that fails, chunk by chunk, reporting each chunk that does not
+    decode (readable) and yielding only the ones that do."""
+    try:
+        yield a, b, {n: arr[a:b] for n, arr in arrays.items()}
+        return
+    except Exception:  # decode errors surface as ValueError/RuntimeError from the codecs: locate them
+        pass
+    for lo in range(a, b, chunk):
+        hi = min(lo + chunk, b)
+        got = {}
+        for n, arr in arrays.items():
+            try:
+                got[n] = arr[lo:hi]
+            except Exception as e:
+                scan.unreadable.setdefault(n, []).append((lo, hi))
+                scan.fail(
+                    "readable", f"{n} chunk {lo // chunk} (rows {lo}-{hi - 1}) does not decode: {e}", row=lo
+                )
+        if len(got) == len(arrays):
+            yield lo, hi, got

@@ -1,0 +1,125 @@
+"""Store-level checks: root attributes (provenance), the contents of shards/ (committed, extra, stale),
+and the file checksums recorded in each commit marker. Read straight from the files: nothing here trusts
+the store to be complete."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from vpmoe.data.manifest import ShardEntry
+from vpmoe.data.prepared import PreparedDataset
+from vpmoe.report.checks import ROOT, CheckLog
+from vpmoe.teacher.store import MARKER_SUFFIX, STORE_SCHEMA_VERSION, StoreProvenance
+from vpmoe.utils.hashing import sha256_file, sha256_json
+
+
+def root_attrs(store: Path, checks: CheckLog) -> dict:
+    try:
+        meta = json.loads((store / "zarr.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        checks.fail("provenance", ROOT, f"zarr.json unreadable: {e}")
+        return {}
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    if not isinstance(attrs, dict):
+        checks.fail("provenance", ROOT, "zarr.json has no attributes")
+        return {}
+    return attrs
+
+
+def check_provenance(attrs: dict, ds: PreparedDataset, vocab: int, checks: CheckLog) -> None:
+    if not attrs:
+        return
+    problems = []
+    missing = [f.name for f in dataclasses.fields(StoreProvenance) if f.name not in attrs]
+    if missing:
+        problems.append(f"attributes missing: {', '.join(missing)}")
+    if attrs.get("schema_version") != STORE_SCHEMA_VERSION:
+        problems.append(f"schema_version {attrs.get('schema_version')!r}, expected {STORE_SCHEMA_VERSION}")
+    if "dataset_manifest_hash" in attrs and attrs["dataset_manifest_hash"] != ds.manifest_hash:
+        problems.append(
+            f"store was scored from dataset {attrs['dataset_manifest_hash']}, the dataset is {ds.manifest_hash}"
+        )
+    if "tokenizer" in attrs and attrs["tokenizer"] != ds.manifest.tokenizer:
+        problems.append(f"tokenizer {attrs['tokenizer']} differs from the dataset's {ds.manifest.tokenizer}")
+    k, dtype = attrs.get("k"), attrs.get("dtype")
+    if "k" in attrs and not (isinstance(k, int) and k >= 1):
+        problems.append(f"k {k!r} is not a positive integer")
+    sc = attrs.get("scoring_config")
+    if isinstance(sc, dict):
+        if "scoring_config_hash" in attrs and sha256_json(sc) != attrs["scoring_config_hash"]:
+            problems.append("scoring_config_hash does not match scoring_config")
+        for key, want in (("k", k), ("dtype", dtype)):
+            if key in sc and sc[key] != want:
+                problems.append(f"scoring_config.{key} {sc[key]!r} != root {key} {want!r}")
+    tc = attrs.get("teacher_config")
+    if isinstance(tc, dict) and tc.get("vocab_size") != vocab:
+        problems.append(f"teacher vocab_size {tc.get('vocab_size')!r} != dataset padded vocab {vocab}")
+    tid, wsha = attrs.get("teacher_id"), attrs.get("teacher_weights_sha256")
+    if isinstance(tid, str) and isinstance(wsha, str) and not tid.endswith(f"-{wsha[:12]}-{dtype}-k{k}"):
+        problems.append(f"teacher_id {tid!r} does not end in -<weights sha[:12]>-<dtype>-k<k>")
+    if problems:
+        checks.fail("provenance", ROOT, "; ".join(problems), count=len(problems))
+
+
+def check_shard_dir(shards_dir: Path, entries: dict[str, ShardEntry], checks: CheckLog) -> dict[str, dict]:
+    """Markers of the manifest's shards (parsed); everything else in shards/ is a finding."""
+    markers: dict[str, dict] = {}
+    if not shards_dir.is_dir():
+        checks.fail("shards_committed", ROOT, f"{shards_dir} does not exist", count=len(entries))
+        return markers
+    for p in sorted(shards_dir.iterdir()):
+        name = p.name
+        if name.endswith(MARKER_SUFFIX) and p.is_file():
+            stem = name.removesuffix(MARKER_SUFFIX)
+            if stem not in entries:
+                checks.fail("no_extra_shards", stem, "commit marker for a shard not in the dataset manifest")
+                continue
+            try:
+                info = json.loads(p.read_text())
+                if not isinstance(info, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as e:
+                checks.fail("shards_committed", stem, f"commit marker unreadable: {e}")
+                continue
+            if info.get("dataset_shard_sha256") != entries[stem].sha256:
+                checks.fail(
+                    "no_extra_shards",
+                    stem,
+                    f"stale marker: dataset shard sha256 {str(info.get('dataset_shard_sha256'))[:16]}..., "
+                    f"the manifest's is {entries[stem].sha256[:16]}...",
+                )
+            markers[stem] = info
+        elif name.startswith(".tmp-") and p.is_dir():
+            checks.fail(
+                "no_extra_shards", name, "uncommitted temp directory (a scorer is running or crashed)"
+            )
+        elif p.is_dir():
+            if name not in entries:
+                checks.fail("no_extra_shards", name, "shard group not in the dataset manifest")
+        else:
+            checks.fail("no_extra_shards", name, "unexpected file in shards/")
+    return markers
+
+
+def check_checksums(shard_dir: Path, info: dict, stem: str, checks: CheckLog) -> None:
+    want = info.get("files")
+    if not isinstance(want, dict) or not shard_dir.is_dir():
+        checks.fail(
+            "checksums", stem, "marker has no file list" if shard_dir.is_dir() else "shard directory missing"
+        )
+        return
+    have = {str(p.relative_to(shard_dir)) for p in shard_dir.rglob("*") if p.is_file()}
+    bad = []
+    for rel in sorted(set(want) | have):
+        if rel not in have:
+            bad.append(f"{rel}: missing")
+        elif rel not in want:
+            bad.append(f"{rel}: not in the marker")
+        elif sha256_file(shard_dir / rel) != want[rel]:
+            bad.append(f"{rel}: sha256 differs from the marker")
+    if bad:
+        checks.fail(
+            "checksums", stem, bad[0] + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""), count=len(bad)
+        )
