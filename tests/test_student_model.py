@@ -9,6 +9,7 @@ only touch megatron modules).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 from pathlib import Path
@@ -76,7 +77,7 @@ def chunked_cross_entropy(head: LMHeadInputs, labels: torch.Tensor, *, chunk_row
     return total / (flat != -100).sum()
 
 
-def make_trainer(model, *, optimizer: str, lr: float):
+def make_trainer(model, *, optimizer: str, lr: float, bf16: bool = False):
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
@@ -87,7 +88,12 @@ def make_trainer(model, *, optimizer: str, lr: float):
     )
     opt = get_megatron_optimizer(
         OptimizerConfig(
-            optimizer=optimizer, lr=lr, weight_decay=0.0, clip_grad=1.0, use_distributed_optimizer=False
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=0.0,
+            clip_grad=1.0,
+            bf16=bf16,
+            use_distributed_optimizer=False,
         ),
         [ddp],
     )
@@ -97,7 +103,7 @@ def make_trainer(model, *, optimizer: str, lr: float):
 def train_step(ddp, opt, ids: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     ddp.zero_grad_buffer()
     opt.zero_grad()
-    set_aux_loss_backward_scale(1.0, device=CPU)  # one micro-batch
+    set_aux_loss_backward_scale(1.0, device=ids.device)  # one micro-batch
     out = forward_student(ddp, ids)
     loss = chunked_cross_entropy(out.head, labels)
     loss.backward()
@@ -109,6 +115,8 @@ def train_step(ddp, opt, ids: torch.Tensor, labels: torch.Tensor) -> tuple[float
 
 @pytest.fixture(scope="module")
 def world1():
+    if torch.cuda.is_available():
+        pytest.skip("CPU-path tests: the CPU adaptations refuse a machine with CUDA (run -m gpu there)")
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ["MASTER_PORT"] = str(free_port())
     os.environ["RANK"], os.environ["WORLD_SIZE"] = "0", "1"
@@ -407,3 +415,29 @@ def test_two_gloo_processes_match_one_process(one_process_reference, tmp_path):
             torch.testing.assert_close(merged[name], value, rtol=1e-5, atol=1e-6, msg=f"{layout}: {name}")
         if LAYOUTS[layout] == 2:  # each rank holds half of the experts
             assert ranks[0][2].keys() != ranks[1][2].keys()
+
+
+# --- GPU (run on the GPU machine: python -m pytest -m gpu tests/test_student_model.py) ---------------------
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_step_without_cpu_adaptations():
+    """The same API on CUDA: NCCL, alltoall dispatcher, bf16, Megatron's bf16 optimizer; no CPU patches."""
+    device = torch.device("cuda", 0)
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ["MASTER_PORT"] = str(free_port())
+    os.environ["RANK"], os.environ["WORLD_SIZE"] = "0", "1"
+    init_parallel(ParallelConfig(), device=device)
+    try:
+        model = build_student(tiny_config(dtype="bf16"), device=device, seed=SEED)
+        assert not megatron_cpu.cpu_adaptations_applied()
+        assert model.config.moe_token_dispatcher_type == "alltoall"
+        assert model.output_layer.weight.dtype == torch.bfloat16 and model.output_layer.weight.is_cuda
+        ddp, opt = make_trainer(model, optimizer="adam", lr=3e-3, bf16=True)
+        ids, labels = (t.to(device) for t in batch(2, 64))
+        loss0, grad_norm = train_step(ddp, opt, ids, labels)
+        assert math.isfinite(loss0) and math.isfinite(grad_norm) and grad_norm > 0
+        losses = [train_step(ddp, opt, ids, labels)[0] for _ in range(3)]
+        assert losses[-1] < loss0, (loss0, losses)
+    finally:
+        teardown_parallel()
