@@ -1,0 +1,289 @@
+"""The training data path: prepared shards joined with the teacher store by sample id.
+
+Order and sharding (deterministic from (seed, epoch), independent of how a step is split):
+  1. The held-out split is fixed by sample id: a sample is held out iff sha256(sample_id) falls below
+     `eval_fraction` (disjoint by construction, stable when the dataset grows).
+  2. Each epoch permutes the training samples (numpy PCG64 seeded by (seed, epoch)), cuts the permutation
+     into windows of `bucket_steps` global batches, sorts each window by length and cuts it into global
+     batches of `global_batch_size` sequences, then shuffles the order of the global batches. Sorting
+     inside windows keeps similar lengths together (little padding) while the step order stays random.
+  3. A step's sequences are sorted by length and dealt into dp x M micro-batches of `micro_batch_size`
+     consecutive sequences (M = global / (micro x dp)); micro-batch j belongs to data-parallel rank j % dp.
+     The set of sequences in a step therefore does not depend on dp or on the micro-batch size, which is
+     what makes the span-normalized loss invariant to them.
+The loader position saved in checkpoints is (epoch, step of the next batch); resuming rebuilds the same
+plan and starts there, so a resumed run sees exactly the batches an uninterrupted one would have seen.
+
+Micro-batches are built in spawned DataLoader workers (zarr deadlocks under fork) and prefetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from vpmoe.data.harmony_render import IGNORE_INDEX, Span, position_spans
+from vpmoe.data.prepared import PreparedDataset
+from vpmoe.teacher.store_reader import TeacherStoreReader
+
+SPAN_NAMES = {Span.REASONING: "reasoning", Span.FINAL: "final"}
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    global_batch_size: int = 32  # sequences per optimizer step, over all data-parallel ranks
+    micro_batch_size: int = 4  # sequences per forward/backward
+    eval_fraction: float = 0.05  # held-out share, chosen by sample-id hash
+    eval_max_samples: int = 256
+    bucket_steps: int = 8  # global batches per length-sorting window
+    num_workers: int = 2  # spawned DataLoader workers (0 = in-process, for debugging)
+    prefetch_factor: int = 4
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        if self.global_batch_size < 1 or self.micro_batch_size < 1:
+            raise ValueError("data.global_batch_size and data.micro_batch_size must be >= 1")
+        if self.global_batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"data.global_batch_size ({self.global_batch_size}) must be a multiple of data.micro_batch_size ({self.micro_batch_size})"
+            )
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ValueError(f"data.eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.bucket_steps < 1 or self.num_workers < 0 or self.prefetch_factor < 1:
+            raise ValueError("data.bucket_steps >= 1, data.num_workers >= 0, data.prefetch_factor >= 1")
+
+    def micro_batches_per_rank(self, dp: int) -> int:
+        per_rank, rem = divmod(self.global_batch_size, self.micro_batch_size * dp)
+        if rem or per_rank < 1:
+            raise ValueError(
+                f"data.global_batch_size ({self.global_batch_size}) must be a multiple of micro_batch_size x "
+                f"data-parallel size ({self.micro_batch_size} x {dp})"
+            )
+        return per_rank
+
+
+def is_held_out(sample_id: str, fraction: float) -> bool:
+    h = int.from_bytes(hashlib.sha256(sample_id.encode()).digest()[:8], "big")
+    return h < fraction * 2**64
+
+
+@dataclass(frozen=True)
+class SampleIndex:
+    """Every sequence of the dataset: id, length, and where it lives."""
+
+    sample_ids: list[str]
+    lengths: np.ndarray  # int64
+    shard: np.ndarray  # int32, index into the manifest's shards
+    row: np.ndarray  # int32, row within the shard
+    held_out: np.ndarray  # bool
+
+    @classmethod
+    def build(cls, ds: PreparedDataset, eval_fraction: float) -> SampleIndex:
+        ids, lengths, shard, row = [], [], [], []
+        for si, entry in enumerate(ds.manifest.shards):
+            t = pq.read_table(ds.root / entry.name, columns=["sample_id", "num_tokens"])
+            sids = t.column("sample_id").to_pylist()
+            ids += sids
+            lengths.append(t.column("num_tokens").to_numpy().astype(np.int64))
+            shard.append(np.full(len(sids), si, np.int32))
+            row.append(np.arange(len(sids), dtype=np.int32))
+        held = np.array([is_held_out(s, eval_fraction) for s in ids], dtype=bool)
+        return cls(ids, np.concatenate(lengths), np.concatenate(shard), np.concatenate(row), held)
+
+
+def epoch_steps(index: SampleIndex, cfg: DataConfig, epoch: int) -> list[np.ndarray]:
+    """Global batches (arrays of sample indices) of one epoch, in step order."""
+    train = np.flatnonzero(~index.held_out)
+    rng = np.random.default_rng([cfg.seed, epoch])
+    perm = train[rng.permutation(len(train))]
+    g = cfg.global_batch_size
+    usable = len(perm) // g * g  # the remainder (< one global batch) waits for the next epoch's permutation
+    steps = []
+    window = g * cfg.bucket_steps
+    for a in range(0, usable, window):
+        w = perm[a : min(a + window, usable)]
+        w = w[np.argsort(index.lengths[w], kind="stable")]
+        steps += [w[i : i + g] for i in range(0, len(w), g)]
+    order = rng.permutation(len(steps))
+    return [steps[i] for i in order]
+
+
+def split_step(index: SampleIndex, step: np.ndarray, cfg: DataConfig, dp: int, rank: int) -> list[np.ndarray]:
+    """This rank's micro-batches of one global batch (see module docstring, point 3)."""
+    m = cfg.micro_batches_per_rank(dp)
+    s = step[np.argsort(index.lengths[step], kind="stable")]
+    micro = [s[i : i + cfg.micro_batch_size] for i in range(0, len(s), cfg.micro_batch_size)]
+    return [micro[j] for j in range(rank, dp * m, dp)]
+
+
+class MicroBatchBuilder:
+    """Builds padded micro-batch tensors from sample indices. Picklable; opens readers lazily per process."""
+
+    def __init__(self, dataset_dir: str | Path, store_dir: str | Path, index: SampleIndex, k: int) -> None:
+        self.dataset_dir, self.store_dir, self.index, self.k = str(dataset_dir), str(store_dir), index, k
+        self._ds: PreparedDataset | None = None
+        self._reader: TeacherStoreReader | None = None
+        self._shards: OrderedDict = OrderedDict()
+
+    def __getstate__(self):
+        return {**self.__dict__, "_ds": None, "_reader": None, "_shards": OrderedDict()}
+
+    def _shard(self, si: int):
+        if self._ds is None:
+            self._ds = PreparedDataset(self.dataset_dir)
+        if si not in self._shards:
+            self._shards[si] = self._ds.read_shard(self._ds.manifest.shards[si].name, verify=False)
+            while len(self._shards) > 4:
+                self._shards.popitem(last=False)
+        return self._shards[si]
+
+    def build(self, samples: np.ndarray) -> dict[str, torch.Tensor]:
+        if self._reader is None:
+            self._reader = TeacherStoreReader(self.dataset_dir, self.store_dir)
+        b = len(samples)
+        s = int(self.index.lengths[samples].max())
+        input_ids = np.zeros((b, s), np.int64)
+        labels = np.full((b, s), IGNORE_INDEX, np.int64)
+        spans = np.full((b, s), -1, np.int8)
+        t_ids = np.zeros((b, s, self.k), np.int64)
+        t_lps = np.zeros((b, s, self.k), np.float32)
+        for r, i in enumerate(samples):
+            shard = self._shard(int(self.index.shard[i]))
+            ids, tok_spans, lab = shard.sequence(int(self.index.row[i]))
+            n = len(ids)
+            input_ids[r, :n], labels[r, :n] = ids, lab
+            spans[r, :n] = position_spans(tok_spans, lab)
+            rows = self._reader.fetch(self.index.sample_ids[i])
+            pos = rows.positions
+            if not np.array_equal(pos, np.flatnonzero(lab != IGNORE_INDEX)):
+                raise RuntimeError(
+                    f"teacher rows of {self.index.sample_ids[i]} do not match its supervised positions"
+                )
+            t_ids[r, pos] = rows.topk_ids
+            t_lps[r, pos] = rows.topk_logprobs
+        real = int(self.index.lengths[samples].sum())
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "labels": torch.from_numpy(labels),
+            "position_spans": torch.from_numpy(spans),
+            "teacher_ids": torch.from_numpy(t_ids),
+            "teacher_logprobs": torch.from_numpy(t_lps),
+            "lengths": torch.from_numpy(self.index.lengths[samples].astype(np.int64)),
+            "tokens": torch.tensor(real),
+            "padded_tokens": torch.tensor(b * s),
+        }
+
+
+def steps_per_epoch(index: SampleIndex, cfg: DataConfig) -> int:
+    """Optimizer steps in one epoch (the same for every epoch: the remainder is dropped each time)."""
+    return int((~index.held_out).sum()) // cfg.global_batch_size
+
+
+class _PlanSampler(torch.utils.data.Sampler):
+    """(epoch, step, j) keys of this rank's micro-batches from a start position, forever."""
+
+    def __init__(self, epoch: int, step: int, n_steps: int, m: int) -> None:
+        self.epoch, self.step, self.n_steps, self.m = epoch, step, n_steps, m
+
+    def __iter__(self):
+        epoch, step = self.epoch, self.step
+        while True:
+            for j in range(self.m):
+                yield (epoch, step, j)
+            step += 1
+            if step == self.n_steps:
+                epoch, step = epoch + 1, 0
+
+
+class _PlanDataset(torch.utils.data.Dataset):
+    """Key (epoch, step, j) -> this rank's j-th micro-batch of that step, built in the worker."""
+
+    def __init__(self, builder: MicroBatchBuilder, cfg: DataConfig, dp: int, rank: int) -> None:
+        self.builder, self.cfg, self.dp, self.rank = builder, cfg, dp, rank
+        self._plan: tuple[int, list[np.ndarray]] | None = None
+
+    def __getitem__(self, key: tuple[int, int, int]):
+        epoch, step, j = key
+        if self._plan is None or self._plan[0] != epoch:  # each worker caches the current epoch's plan
+            self._plan = (epoch, epoch_steps(self.builder.index, self.cfg, epoch))
+        micro = split_step(self.builder.index, self._plan[1][step], self.cfg, self.dp, self.rank)
+        return self.builder.build(micro[j])
+
+
+class TrainLoader:
+    """Yields lists of this rank's micro-batches, one list per optimizer step, forever (epochs roll over).
+
+    One DataLoader for the whole run (its spawned workers live across epochs: spawning costs seconds);
+    `state()` is the position of the next step to yield, which is what a checkpoint records.
+    """
+
+    def __init__(
+        self,
+        builder: MicroBatchBuilder,
+        cfg: DataConfig,
+        *,
+        dp: int,
+        rank: int,
+        epoch: int = 0,
+        step: int = 0,
+    ):
+        self.builder, self.cfg, self.dp, self.rank = builder, cfg, dp, rank
+        self.m = cfg.micro_batches_per_rank(dp)
+        self.n_steps = steps_per_epoch(builder.index, cfg)
+        if self.n_steps == 0:
+            n = int((~builder.index.held_out).sum())
+            raise ValueError(
+                f"{n} training sequences cannot fill one global batch of data.global_batch_size="
+                f"{cfg.global_batch_size}"
+            )
+        if not 0 <= step < self.n_steps or epoch < 0:
+            raise ValueError(
+                f"loader position (epoch {epoch}, step {step}) is outside an epoch of {self.n_steps}"
+            )
+        self.epoch, self.step = epoch, step  # position of the NEXT step to yield
+        self._it = None
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "seed": self.cfg.seed}
+
+    def __iter__(self):
+        if self._it is not None:
+            raise RuntimeError("TrainLoader is iterated once; build a new one to restart")
+        kw = {}
+        if self.cfg.num_workers > 0:
+            # spawn, not fork: zarr's threads deadlock in a forked child (store_reader.py docstring).
+            kw = {"num_workers": self.cfg.num_workers, "prefetch_factor": self.cfg.prefetch_factor,
+                  "multiprocessing_context": "spawn", "persistent_workers": False}  # fmt: skip
+        loader = torch.utils.data.DataLoader(
+            _PlanDataset(self.builder, self.cfg, self.dp, self.rank),
+            sampler=_PlanSampler(self.epoch, self.step, self.n_steps, self.m),
+            batch_size=None,
+            **kw,
+        )
+        self._it = iter(loader)
+        while True:
+            batch = [next(self._it) for _ in range(self.m)]
+            self.step += 1
+            if self.step == self.n_steps:
+                self.epoch, self.step = self.epoch + 1, 0
+            yield batch
+
+    def close(self) -> None:
+        """Stop the workers now (otherwise they stop when the iterator is garbage collected)."""
+        if self._it is not None and hasattr(self._it, "_shutdown_workers"):
+            self._it._shutdown_workers()
+        self._it = None
+
+
+def eval_batches(index: SampleIndex, cfg: DataConfig) -> list[np.ndarray]:
+    """All held-out micro-batches (the first `eval_max_samples` held-out ids, sorted by length so that
+    micro-batches pad little). Independent of the parallel layout; `evaluate.rank_eval_batches` deals them."""
+    held = np.flatnonzero(index.held_out)[: cfg.eval_max_samples]
+    held = held[np.argsort(index.lengths[held], kind="stable")]
+    return [held[i : i + cfg.micro_batch_size] for i in range(0, len(held), cfg.micro_batch_size)]
