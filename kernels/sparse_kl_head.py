@@ -27,7 +27,8 @@ Execution (both impls share everything except the two row passes over a logits c
     1. logits = h_c @ W^T into one reused buffer (cuBLAS on GPU; input dtype, like Megatron's own head).
     2. row pass 1: max and sum-exp (at 1 and at tau) per row; gather teacher and label logits.
        Vocab-parallel: all-reduce (max, then rescaled sums and gathered logits) over the group.
-    3. per-row maths in float64 on [rows, k] tensors (_row_terms): losses, diagnostics, coefficients.
+    3. per-row maths in float64 on [rows, k] tensors: losses, diagnostics, coefficients (_row_terms in
+       torch; one Triton program per row for impl="triton", the same formulas).
     4. row pass 2 (in place): logits -> dense gradient  c1 q_j + ct q^tau_j; then the k+1 sparse
        entries are overwritten with their full value (one rounding, no atomics).
     5. grad_h[c] = G @ W (fp32 out), grad_W += G^T @ h_c (fp32 accumulator).
@@ -501,45 +502,44 @@ def _sparse_kl_impl(
         if group is not None:
             m, s1, st, z_ids, z_lab = _combine_across_ranks(m, s1, st, z_ids, z_lab, inv_tau, group)
 
-        rt = _row_terms(
-            z_ids,
-            z_lab,
-            m,
-            s1,
-            st,
-            ids,
-            teacher_logprobs[t0:t1],
-            lab,
-            token_weights[t0:t1],
-            bucket=tail_bucket,
-            tau=tau,
-            ce_weight=ce_weight,
-            tau_dense=tau_dense,
-        )
-        kl[t0:t1] = rt.kl
-        ce[t0:t1] = rt.ce
-        tmass[t0:t1] = rt.tmass
-        smass[t0:t1] = rt.smass
-        agree[t0:t1] = rt.agree
-        w = torch.where(valid, token_weights[t0:t1].to(torch.float64), 0.0)
-        loss += (w * (rt.kl + ce_weight * rt.ce)).sum()
+        if impl == "triton":
+            # One launch for the per-row maths; per-token outputs land in their buffers directly.
+            lrow, lse1, lset, c1, ct, val_ids, val_lab = tk.row_terms(
+                z_ids, z_lab, m, s1, st, ids, teacher_logprobs[t0:t1], lab, token_weights[t0:t1],
+                kl[t0:t1], ce[t0:t1], tmass[t0:t1], smass[t0:t1], agree[t0:t1],
+                bucket=tail_bucket, tau=tau, ce_weight=ce_weight, tau_dense=tau_dense,
+                log_floor=math.log(Q_TAIL_FLOOR),
+            )  # fmt: skip
+            loss += lrow.sum()
+        else:
+            rt = _row_terms(
+                z_ids, z_lab, m, s1, st, ids, teacher_logprobs[t0:t1], lab, token_weights[t0:t1],
+                bucket=tail_bucket, tau=tau, ce_weight=ce_weight, tau_dense=tau_dense,
+            )  # fmt: skip
+            kl[t0:t1], ce[t0:t1], tmass[t0:t1], smass[t0:t1], agree[t0:t1] = (
+                rt.kl,
+                rt.ce,
+                rt.tmass,
+                rt.smass,
+                rt.agree,
+            )
+            w = torch.where(valid, token_weights[t0:t1].to(torch.float64), 0.0)
+            loss += (w * (rt.kl + ce_weight * rt.ce)).sum()
+            lse1, lset, c1, ct, val_ids, val_lab = rt.lse1, rt.lset, rt.c1, rt.ct, rt.val_ids, rt.val_lab
 
         if not need_grad:
             continue
-        f32 = torch.float32 if acc_dtype != torch.float64 else torch.float64
         if impl == "triton":
-            tk.dense_grad_(
-                z, rt.lse1.to(f32), rt.c1.to(f32), rt.lset.to(f32), rt.ct.to(f32), inv_tau, tau_dense
-            )
+            tk.dense_grad_(z, lse1, c1, lset, ct, inv_tau, tau_dense)
         else:
-            _dense_grad_torch_(z, rt.lse1, rt.c1, rt.lset, rt.ct, inv_tau, tau_dense)
+            _dense_grad_torch_(z, lse1, c1, lset, ct, inv_tau, tau_dense)
         # Sparse entries: overwrite with their complete value (dense part + correction), rounded once.
         sink = n * v_local
         row = torch.arange(n, device=dev)[:, None] * v_local
         flat_ids = torch.where(own_ids, row + ids_c, sink)
         flat_lab = torch.where(own_lab, row[:, 0] + lab_c, sink)
         flat = torch.cat([flat_ids.reshape(-1), flat_lab])
-        vals = torch.cat([rt.val_ids.reshape(-1), rt.val_lab]).to(buf.dtype)
+        vals = torch.cat([val_ids.reshape(-1), val_lab]).to(buf.dtype)
         buf.scatter_(0, flat, vals)
 
         if need_grad_hidden:

@@ -11,18 +11,32 @@ import os
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    # Must precede the first triton import (the kernels module is imported lazily on the first
-    # impl="triton" call). On a CUDA machine the interpreter tests below are skipped instead.
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import kernels.sparse_kl_head as head
 from kernels import sparse_kl
 
-INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1" and not torch.cuda.is_available()
+# The Triton kernels run in the CPU interpreter here. TRITON_INTERPRET=1 is set only while this module's
+# tests run (other test modules and the libraries they use see the environment unchanged); it must be set
+# when kernels.sparse_kl_triton is first imported (lazily, on the first impl="triton" call), because
+# @triton.jit picks the interpreter at decoration time. On a CUDA machine these tests are skipped.
+INTERPRETER = not torch.cuda.is_available()
 needs_interpreter = pytest.mark.skipif(
     not INTERPRETER, reason="Triton CPU interpreter tests run without CUDA"
 )
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # where() lanes
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _triton_interpreter():
+    if not INTERPRETER:
+        yield
+        return
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    yield
+    if old is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = old
 
 
 def make_case(T=37, H=40, V=301, k=7, *, peaked=False, seed=0, dtype=torch.float32, ignore_every=5):
