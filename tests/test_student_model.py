@@ -63,8 +63,10 @@ def batch(rows: int, seq: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, labels
 
 
-def chunked_cross_entropy(head: LMHeadInputs, labels: torch.Tensor, *, chunk_rows: int = 8) -> torch.Tensor:
-    """Mean next-token CE from the hidden states and output weight, [chunk_rows, V] logits at a time.
+def chunked_cross_entropy_sum(
+    head: LMHeadInputs, labels: torch.Tensor, *, chunk_rows: int = 8
+) -> torch.Tensor:
+    """Summed next-token CE from the hidden states and output weight, [chunk_rows, V] logits at a time.
 
     A stand-in for the sparse-KL head: a function of (hidden, weight) only. labels [b, s], -100 ignored.
     """
@@ -74,7 +76,7 @@ def chunked_cross_entropy(head: LMHeadInputs, labels: torch.Tensor, *, chunk_row
     for start in range(0, flat.numel(), chunk_rows):
         logits = hidden[start : start + chunk_rows] @ head.weight.t()
         total = total + F.cross_entropy(logits.float(), flat[start : start + chunk_rows], reduction="sum")
-    return total / (flat != -100).sum()
+    return total
 
 
 def make_trainer(model, *, optimizer: str, lr: float, bf16: bool = False):
@@ -100,17 +102,25 @@ def make_trainer(model, *, optimizer: str, lr: float, bf16: bool = False):
     return ddp, opt
 
 
-def train_step(ddp, opt, ids: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+def train_step(
+    ddp, opt, ids: torch.Tensor, labels: torch.Tensor, *, tokens_in_step: int | None = None, dp_size: int = 1
+) -> tuple[float, float]:
+    """One step; returns (this rank's share of the step loss, grad norm).
+
+    The loss is normalized by the token count of the whole step (all ranks; default: this batch's) and
+    backpropagated x dp_size, since DDP averages over data-parallel ranks (docs/student_model.md).
+    """
     ddp.zero_grad_buffer()
     opt.zero_grad()
     set_aux_loss_backward_scale(1.0, device=ids.device)  # one micro-batch
     out = forward_student(ddp, ids)
-    loss = chunked_cross_entropy(out.head, labels)
-    loss.backward()
+    tokens = int((labels != -100).sum()) if tokens_in_step is None else tokens_in_step
+    share = chunked_cross_entropy_sum(out.head, labels) / tokens
+    (share * dp_size).backward()
     ddp.finish_grad_sync()
     ok, grad_norm, _ = opt.step()
     assert ok, "optimizer step was skipped"
-    return float(loss.detach()), float(grad_norm)
+    return float(share.detach()), float(grad_norm)
 
 
 @pytest.fixture(scope="module")
@@ -359,8 +369,17 @@ EQUIV_OVERRIDES = {"moe_aux_loss_coeff": 0.0}
 GLOBAL_ROWS, SEQ = 4, 16
 
 
-def _one_step_state(ddp, opt, model, ids, labels, *, ep: int, ep_rank: int):
-    loss, grad_norm = train_step(ddp, opt, ids, labels)
+def global_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank 0's rows (0, 1) have fewer supervised tokens than rank 1's: per-rank means would be wrong."""
+    ids, labels = batch(GLOBAL_ROWS, SEQ)
+    labels[0, :10] = -100
+    return ids, labels
+
+
+def _one_step_state(
+    ddp, opt, model, ids, labels, *, ep: int, ep_rank: int, tokens_in_step: int, dp_size: int
+):
+    loss, grad_norm = train_step(ddp, opt, ids, labels, tokens_in_step=tokens_in_step, dp_size=dp_size)
     num_local = tiny_config().num_moe_experts // ep
     params = {
         _global_param_name(n, num_local, ep_rank): p.detach().clone() for n, p in model.named_parameters()
@@ -382,10 +401,21 @@ def _two_process_worker(rank: int, port: int, out_dir: str) -> None:
         init_parallel(ParallelConfig(expert_parallel=ep), device=CPU)
         model = build_student(tiny_config(**EQUIV_OVERRIDES), device=CPU, seed=SEED)
         ddp, opt = make_trainer(model, optimizer="sgd", lr=0.5)
-        ids, labels = batch(GLOBAL_ROWS, SEQ)
+        ids, labels = global_batch()
         rows = slice(rank * GLOBAL_ROWS // 2, (rank + 1) * GLOBAL_ROWS // 2)  # this data-parallel rank's half
         ep_rank = parallel_state.get_expert_model_parallel_rank()
-        result = _one_step_state(ddp, opt, model, ids[rows], labels[rows], ep=ep, ep_rank=ep_rank)
+        tokens_in_step = int((labels != -100).sum())  # a trainer all-reduces this count
+        result = _one_step_state(
+            ddp,
+            opt,
+            model,
+            ids[rows],
+            labels[rows],
+            ep=ep,
+            ep_rank=ep_rank,
+            tokens_in_step=tokens_in_step,
+            dp_size=2,
+        )
         torch.save(result, Path(out_dir) / f"{layout}-rank{rank}.pt")
         teardown_parallel()
     torch.distributed.destroy_process_group()
@@ -395,18 +425,25 @@ def _two_process_worker(rank: int, port: int, out_dir: str) -> None:
 def one_process_reference(world1):
     model = build_student(tiny_config(**EQUIV_OVERRIDES), device=CPU, seed=SEED)
     ddp, opt = make_trainer(model, optimizer="sgd", lr=0.5)
-    ids, labels = batch(GLOBAL_ROWS, SEQ)
-    return _one_step_state(ddp, opt, model, ids, labels, ep=1, ep_rank=0)
+    ids, labels = global_batch()
+    tokens_in_step = int((labels != -100).sum())
+    return _one_step_state(
+        ddp, opt, model, ids, labels, ep=1, ep_rank=0, tokens_in_step=tokens_in_step, dp_size=1
+    )
 
 
 def test_two_gloo_processes_match_one_process(one_process_reference, tmp_path):
-    """DP=2 and DP=2 x EP=2 over two gloo processes: the one-process step on the same global batch."""
+    """DP=2 and DP=2 x EP=2 over two gloo processes: the one-process step on the same global batch.
+
+    The ranks hold different token counts; the loss is normalized by the step's count and scaled by dp_size
+    against DDP's averaging (docs/student_model.md), which is what makes the step layout-independent.
+    """
     mp.spawn(_two_process_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     ref_loss, ref_grad_norm, ref_params = one_process_reference
     for layout in LAYOUTS:
         ranks = [torch.load(tmp_path / f"{layout}-rank{r}.pt", weights_only=False) for r in range(2)]
-        # Equal token counts per rank: the mean of the rank losses is the global-batch loss.
-        assert abs((ranks[0][0] + ranks[1][0]) / 2 - ref_loss) < 1e-5, layout
+        # Each rank's loss is its share of the global-batch mean; the shares add up to it.
+        assert abs(ranks[0][0] + ranks[1][0] - ref_loss) < 1e-5, layout
         for _, grad_norm, _ in ranks:
             assert abs(grad_norm - ref_grad_norm) < 1e-5 * ref_grad_norm, layout
         merged = {**ranks[0][2], **ranks[1][2]}
