@@ -12,6 +12,10 @@ import os
 import pytest
 import torch
 
+# The fp64 closed form, the runner and the error measure are shared with the CPU tests (tests/ is on
+# sys.path through its conftest).
+from test_sparse_kl import oracle, rel, run
+
 import kernels.sparse_kl_head as head
 from kernels import sparse_kl
 
@@ -41,46 +45,6 @@ def make_case(*, peaked: bool, dtype: torch.dtype, seed: int):
     return dict(
         hidden=hidden, weight=weight, teacher_ids=ids, teacher_logprobs=lp, labels=labels, token_weights=tw
     )
-
-
-def oracle(case, *, tail, temperature, ce_weight):
-    h = case["hidden"].double().requires_grad_()
-    w = case["weight"].double().requires_grad_()
-    ids, lp, lab = case["teacher_ids"], case["teacher_logprobs"].double(), case["labels"]
-    tau = temperature
-    z = h @ w.T
-    valid = lab != -100
-    if tail == "bucket":
-        lq_ids = (z / tau).log_softmax(-1).gather(1, ids)
-        q_tail = 1 - lq_ids.exp().sum(-1)
-        p_tail = (1 - lp.exp().sum(-1)).clamp(min=0)
-        a = torch.cat([lp, p_tail.log()[:, None]], -1) / tau
-        logp = a.log_softmax(-1)
-        logq = torch.cat([lq_ids, q_tail.log()[:, None]], -1)
-    else:
-        logp = (lp / tau).log_softmax(-1)
-        logq = (z.gather(1, ids) / tau).log_softmax(-1)
-    p = logp.exp()
-    kl = tau**2 * torch.where(p > 0, p * (logp - logq), 0).sum(-1)
-    ce = -z.log_softmax(-1).gather(1, lab.clamp(min=0)[:, None]).squeeze(1)
-    kl, ce = torch.where(valid, kl, 0), torch.where(valid, ce, 0)
-    loss = (torch.where(valid, case["token_weights"].double(), 0) * (kl + ce_weight * ce)).sum()
-    gh, gw = torch.autograd.grad(loss, (h, w))
-    return dict(loss=loss.detach(), kl=kl.detach(), ce=ce.detach(), gh=gh, gw=gw)
-
-
-def run(case, *, impl, grad_output=1.0, **kw):
-    h = case["hidden"].clone().requires_grad_()
-    w = case["weight"].clone().requires_grad_()
-    args = {k: v for k, v in case.items() if k not in ("hidden", "weight")}
-    r = sparse_kl(h, w, impl=impl, **args, **kw)
-    (r.loss * grad_output).backward()
-    return r, h.grad, w.grad
-
-
-def rel(a, b):
-    a, b = a.detach().double(), b.detach().double()
-    return float((a - b).norm() / b.norm())
 
 
 @pytest.fixture
