@@ -209,6 +209,19 @@ def test_forward_hands_over_final_hidden_and_weight_without_logits(tiny):
     torch.testing.assert_close(ours, logits, rtol=1e-5, atol=1e-5)
 
 
+def test_tied_embeddings_hand_over_the_embedding_weight(world1):
+    model = build_student(tiny_config(tie_embeddings=True), device=CPU, seed=SEED)
+    ids, _ = batch(2, 16)
+    set_aux_loss_backward_scale(1.0, device=CPU)
+    head = forward_student(model, ids).head
+    assert head.weight is model.embedding.word_embeddings.weight  # megatron's `output_weight`
+    with torch.no_grad():
+        logits = model(ids, torch.arange(16).expand(2, 16), _causal(16))
+        torch.testing.assert_close(
+            head.hidden.transpose(0, 1) @ head.weight.t(), logits, rtol=1e-5, atol=1e-5
+        )
+
+
 def test_packed_documents_with_block_diagonal_mask(tiny):
     """A [b, 1, s, s] mask (True = masked) plus restarted positions isolates packed documents."""
     ids, _ = batch(2, 16)

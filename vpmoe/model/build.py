@@ -400,10 +400,9 @@ def forward_student(
         raise ValueError(
             f"input_ids must be integer [batch, seq], got {input_ids.dtype} {tuple(input_ids.shape)}"
         )
-    if input_ids.device != gpt.output_layer.weight.device:
-        raise ValueError(
-            f"input_ids are on {input_ids.device}, the model on {gpt.output_layer.weight.device}"
-        )
+    model_device = gpt.embedding.word_embeddings.weight.device
+    if input_ids.device != model_device:
+        raise ValueError(f"input_ids are on {input_ids.device}, the model on {model_device}")
     b, s = input_ids.shape
     if s > gpt.max_sequence_length:
         raise ValueError(f"sequence length {s} exceeds the model's max_seq_len {gpt.max_sequence_length}")
