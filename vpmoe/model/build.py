@@ -83,6 +83,8 @@ def init_parallel(cfg: ParallelConfig, *, device: torch.device) -> None:
     """
     global _CREATED_PROCESS_GROUP
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        raise ValueError("pass this rank's GPU explicitly: torch.device('cuda', LOCAL_RANK)")
     adapt_megatron_for(device)
     if parallel_state.model_parallel_is_initialized():
         raise RuntimeError("megatron parallel state is already initialized; call teardown_parallel() first")
