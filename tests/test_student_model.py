@@ -346,6 +346,26 @@ def test_cpu_adaptation_targets_still_exist(world1):
     megatron_cpu.check_targets()
 
 
+def test_cpu_grad_clipping_matches_torch():
+    """The replacement for megatron's clip_grad_by_total_norm_fp32 scales as torch's clip_grad_norm_ does."""
+
+    def params_with_grads() -> list[torch.nn.Parameter]:
+        params = [torch.nn.Parameter(torch.zeros(5)) for _ in range(3)]
+        for i, p in enumerate(params):
+            p.grad = torch.randn(5, generator=torch.Generator().manual_seed(i))
+        return params
+
+    ours, reference = params_with_grads(), params_with_grads()
+    total_norm = float(torch.nn.utils.clip_grad_norm_(reference, max_norm=0.5))  # clips `reference` in place
+    assert total_norm > 0.5
+    megatron_cpu._clip_grad_by_total_norm_fp32_cpu(ours, 0.5, total_norm)
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+    megatron_cpu._clip_grad_by_total_norm_fp32_cpu(ours, 1e9, total_norm)  # under the limit: untouched
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
 def test_cpu_adaptation_check_fails_loudly_on_a_changed_target(monkeypatch):
     moved = megatron_cpu._ModulePatch("megatron.core.utils", ("torch.cuda.no_such_call()",), "test")
     gone = megatron_cpu._ModulePatch("megatron.core.no_such_module", ("x",), "test")
