@@ -1,0 +1,67 @@
+"""Evaluate a training checkpoint on the held-out split: KL to the teacher, CE, top-1 agreement per span.
+
+    python -m pipelines.evaluate checkpoint=<run dir | step dir> [dataset=<dir>] [store=<dir>]
+        [device=cpu|cuda] [output=<json>]
+
+The checkpoint's provenance supplies the model, data (held-out split) and loss configs; dataset and store
+default to the ones it was trained on. Prints the metrics line and writes them as JSON (default:
+<checkpoint>/eval.json). docs/training.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from vpmoe.data.manifest import ManifestError
+from vpmoe.teacher.store import StoreError
+from vpmoe.train.checkpoint import CheckpointError
+from vpmoe.train.evaluate import evaluate_checkpoint
+from vpmoe.train.metrics import format_eval_line
+
+KEYS = ("checkpoint", "dataset", "store", "device", "output")
+
+
+def parse(argv: list[str]) -> dict:
+    args = {}
+    for a in argv:
+        key, sep, value = a.partition("=")
+        if not sep or key not in KEYS:
+            raise SystemExit(f"unknown argument {a!r}; expected key=value with key in {KEYS}\n\n{__doc__}")
+        args[key] = value
+    if "checkpoint" not in args:
+        raise SystemExit(f"missing checkpoint=<run dir | step dir>\n\n{__doc__}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    args = parse(argv)
+    if "WORLD_SIZE" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    try:
+        result = evaluate_checkpoint(
+            args["checkpoint"],
+            dataset=args.get("dataset"),
+            store=args.get("store"),
+            device=args.get("device"),
+        )
+    except (CheckpointError, ManifestError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out = Path(args.get("output") or Path(result["checkpoint"]) / "eval.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(format_eval_line(result))
+    print(f"eval={out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

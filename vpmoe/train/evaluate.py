@@ -1,0 +1,160 @@
+"""Held-out evaluation: KL to the teacher, CE and top-1 agreement per span, over the eval split.
+
+The eval split is declared by `data.eval_fraction` (a sample is held out iff the hash of its id says so,
+vpmoe/train/data.py), so it is disjoint from training by sample id and the same in every run on the same
+dataset. Metrics are token means per span, summed over all data-parallel ranks before dividing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vpmoe.data.harmony_render import Span
+from vpmoe.model.build import forward_student
+from vpmoe.train.data import MicroBatchBuilder
+from vpmoe.train.loss import LOSS_SPAN_IDS, LossConfig, head_loss
+
+SPANS = ("reasoning", "final")
+assert tuple(int(s) for s in (Span.REASONING, Span.FINAL)) == LOSS_SPAN_IDS
+
+# Per-span sums, in this order: tokens, kl, ce, teacher top-k mass, student mass on the teacher's ids, top-1.
+SUMS = ("tokens", "kl", "ce", "teacher_mass", "student_mass", "top1")
+
+
+def head_sums(res, position_spans: torch.Tensor) -> torch.Tensor:
+    """[2, len(SUMS)] float64 per-span sums of the head's per-token outputs (in Megatron's [s, b] order)."""
+    spans = position_spans.transpose(0, 1).reshape(-1).to(res.kl.device)
+    rows = []
+    for sid in LOSS_SPAN_IDS:
+        m = spans == sid
+        vals = (m, res.kl, res.ce, res.teacher_topk_mass, res.student_mass_on_teacher_ids, res.top1_agree)
+        rows.append(torch.stack([(v.to(torch.float64) * m).sum() for v in vals]))
+    return torch.stack(rows)
+
+
+def padding_mask(batch: dict, device: torch.device) -> torch.Tensor:
+    """[b, s] True on right padding (excluded from MoE routing statistics)."""
+    s = batch["input_ids"].shape[1]
+    return (torch.arange(s)[None, :] >= batch["lengths"][:, None]).to(device)
+
+
+@torch.no_grad()
+def evaluate(
+    model,
+    builder: MicroBatchBuilder,
+    micro: list,
+    loss_cfg: LossConfig,
+    *,
+    device: torch.device,
+    dp_group=None,
+) -> dict:
+    """Evaluate on this rank's held-out micro-batches (`micro`: (sample indices, real) pairs from
+    `rank_eval_batches`; real=False is a padding pass that keeps collectives aligned). Collective."""
+    was_training = model.training
+    model.eval()
+    try:
+        sums = torch.zeros(len(LOSS_SPAN_IDS), len(SUMS), dtype=torch.float64, device=device)
+        for samples, real in micro:
+            batch = builder.build(samples)
+            ids = batch["input_ids"].to(device)
+            out = forward_student(model, ids, padding_mask=padding_mask(batch, device))
+            res = head_loss(
+                out.head, batch["labels"], batch["teacher_ids"], batch["teacher_logprobs"],
+                torch.ones(batch["labels"].shape), loss_cfg,
+            )  # fmt: skip
+            if real:
+                sums += head_sums(res, batch["position_spans"])
+        if torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums, group=dp_group)
+    finally:
+        model.train(was_training)
+    return eval_metrics(sums.cpu(), loss_cfg)
+
+
+def eval_metrics(sums: torch.Tensor, loss_cfg: LossConfig) -> dict:
+    out: dict = {}
+    weights = {"reasoning": loss_cfg.weights.reasoning, "final": loss_cfg.weights.final}
+    loss = 0.0
+    for i, span in enumerate(SPANS):
+        n = float(sums[i, 0])
+        out[f"tokens_{span}"] = int(n)
+        for j, name in enumerate(SUMS[1:], start=1):
+            out[f"{name}_{span}"] = float(sums[i, j]) / n if n else float("nan")
+        if n:
+            loss += weights[span] * (out[f"kl_{span}"] + loss_cfg.ce_weight * out[f"ce_{span}"])
+    total = sums.sum(0)
+    n = float(total[0])
+    for j, name in enumerate(SUMS[1:], start=1):
+        out[name] = float(total[j]) / n if n else float("nan")
+    out["tokens"] = int(n)
+    out["loss"] = loss  # the training objective (without aux losses) on held-out data
+    return out
+
+
+def rank_eval_batches(all_micro: list, *, dp: int, rank: int) -> list[tuple]:
+    """Deal held-out micro-batches round-robin as (samples, real) pairs; ranks left short repeat the first
+    batch with real=False, so every rank runs the same number of forward passes (expert parallelism has
+    collectives inside the forward)."""
+    if not all_micro:
+        raise ValueError("the held-out split is empty: raise data.eval_fraction or use a larger dataset")
+    mine = [(m, True) for m in all_micro[rank::dp]]
+    per_rank = -(-len(all_micro) // dp)
+    return mine + [(all_micro[0], False)] * (per_rank - len(mine))
+
+
+def evaluate_checkpoint(
+    path: str,
+    *,
+    dataset: str | None = None,
+    store: str | None = None,
+    device: str | None = None,
+) -> dict:
+    """Standalone eval of a training checkpoint (a `step_*` dir, or a run dir: its newest complete one).
+
+    The model, data and loss configs come from the checkpoint's provenance; dataset / store default to the
+    ones it was trained on. Runs as one process (world of 1: megatron reshards the checkpoint on load).
+    """
+    from vpmoe.model.build import ParallelConfig, build_student, init_parallel, teardown_parallel
+    from vpmoe.model.config import StudentConfig
+    from vpmoe.teacher.store_reader import TeacherStoreReader
+    from vpmoe.train.checkpoint import load_model_and_optimizer, read_meta, resolve_checkpoint
+    from vpmoe.train.data import DataConfig, SampleIndex, eval_batches
+
+    ckpt = resolve_checkpoint(path)
+    meta = read_meta(ckpt)
+    prov = meta["provenance"]
+    config = prov["config"]
+    dataset = dataset or prov["dataset"]["path"]
+    store = store or prov["teacher_store"]["path"]
+    dev = torch.device(device or config["train"]["device"])
+    model_cfg = StudentConfig(**config["model"])
+    data_cfg = DataConfig(**config["data"])
+    loss_cfg = LossConfig(**config["loss"])
+    if dev.type == "cpu" and loss_cfg.impl == "triton":
+        loss_cfg.impl = "torch"  # the same maths (kernels/sparse_kl_head.py); triton needs CUDA
+    reader = TeacherStoreReader(dataset, store)  # refuses a store of another dataset, or an incomplete one
+    index = SampleIndex.build(reader.dataset, data_cfg.eval_fraction)
+    if reader.dataset.manifest_hash != prov["dataset"]["manifest_hash"]:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "evaluating on dataset %s; the checkpoint was trained on %s",
+            reader.dataset.manifest_hash,
+            prov["dataset"]["manifest_hash"],
+        )
+    init_parallel(ParallelConfig(), device=dev)
+    try:
+        model = build_student(model_cfg, device=dev, seed=0)
+        load_model_and_optimizer(ckpt, model, None)
+        builder = MicroBatchBuilder(dataset, store, index, reader.k)
+        micro = rank_eval_batches(eval_batches(index, data_cfg), dp=1, rank=0)
+        metrics = evaluate(model, builder, micro, loss_cfg, device=dev)
+    finally:
+        teardown_parallel()
+    return {
+        "kind": "eval",
+        "checkpoint": str(ckpt),
+        "step": meta["step"],
+        "dataset_manifest_hash": reader.dataset.manifest_hash,
+        **metrics,
+    }

@@ -1,0 +1,100 @@
+"""The distillation objective: span-normalized KD (+ optional CE) through the fused sparse-KL head.
+
+Contract (docs/distillation_mechanics.md): for span types s in {reasoning, final},
+
+    loss = sum_s w_s * (sum over tokens t in s of [KL_t + ce_weight * CE_t]) / N_s
+
+with N_s the number of supervised tokens of span s in the whole optimizer step: every micro-batch and
+every data-parallel rank. The head computes sum_t token_weight_t * (KL_t + ce_weight * CE_t); giving token
+t the weight w_{s(t)} / N_{s(t)} makes the sum over all micro-batches and ranks exactly the loss above,
+whatever the split. DDP averages gradients over data-parallel ranks, so each rank back-propagates its
+part times the data-parallel size (`backward_scale`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from vpmoe.data.harmony_render import Span
+
+IMPLS = ("triton", "torch")
+TAILS = ("bucket", "renorm")
+
+
+@dataclass(kw_only=True)
+class SpanWeights:
+    reasoning: float = 1.0
+    final: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.reasoning < 0 or self.final < 0 or self.reasoning + self.final == 0:
+            raise ValueError(f"loss.weights must be >= 0 and not all 0, got {self}")
+
+
+@dataclass(kw_only=True)
+class LossConfig:
+    weights: SpanWeights = field(default_factory=SpanWeights)
+    ce_weight: float = 0.0  # hard-label CE on the actual next token, added per token to the KL
+    temperature: float = 1.0
+    tail: str = "bucket"  # bucket (default, unbiased) | renorm (renormalized top-k; biased, for ablations)
+    impl: str = "triton"  # triton (GPU) | torch (the reference; CPU)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weights, dict):
+            self.weights = SpanWeights(**self.weights)
+        if self.impl not in IMPLS:
+            raise ValueError(f"loss.impl must be one of {IMPLS}, got {self.impl!r}")
+        if self.tail not in TAILS:
+            raise ValueError(f"loss.tail must be one of {TAILS}, got {self.tail!r}")
+        if self.temperature <= 0:
+            raise ValueError("loss.temperature must be > 0")
+        if self.ce_weight < 0:
+            raise ValueError("loss.ce_weight must be >= 0")
+
+
+LOSS_SPAN_IDS = (int(Span.REASONING), int(Span.FINAL))
+
+
+def span_counts(position_spans: list[Tensor]) -> Tensor:
+    """Supervised tokens per span (reasoning, final) over this rank's micro-batches of a step, float64."""
+    return torch.tensor(
+        [sum(int((p == s).sum()) for p in position_spans) for s in LOSS_SPAN_IDS], dtype=torch.float64
+    )
+
+
+def token_weights(position_spans: Tensor, step_counts: Tensor, weights: SpanWeights) -> Tensor:
+    """w_{s(t)} / N_{s(t)} per position (0 where unsupervised or the span has no token in the step)."""
+    out = torch.zeros(position_spans.shape, dtype=torch.float32)
+    for s, w, n in zip(LOSS_SPAN_IDS, (weights.reasoning, weights.final), step_counts.tolist(), strict=True):
+        if n > 0:
+            out[position_spans == s] = w / n
+    return out
+
+
+def head_loss(
+    head, labels: Tensor, teacher_ids: Tensor, teacher_logprobs: Tensor, weights_tok: Tensor, cfg: LossConfig
+):
+    """Run the fused head on one micro-batch. Inputs in [b, s] layout; the head's hidden is [s, b, h]."""
+    from kernels import sparse_kl
+
+    s, b, h = head.hidden.shape
+    dev = head.hidden.device
+    # Megatron's hidden is sequence-first: flatten the small per-token tensors in [s, b] order to match.
+    flat = lambda x: x.transpose(0, 1).reshape(s * b, *x.shape[2:]).to(dev, non_blocking=True)  # noqa: E731
+    return sparse_kl(
+        head.hidden.reshape(s * b, h),
+        head.weight,
+        flat(teacher_ids),
+        flat(teacher_logprobs),
+        flat(labels),
+        flat(weights_tok),
+        impl=cfg.impl,
+        tail=cfg.tail,
+        temperature=cfg.temperature,
+        ce_weight=cfg.ce_weight,
+        vocab_start=head.vocab_start,
+        process_group=head.tp_group,
+    )
