@@ -1,7 +1,7 @@
 """Shard-health report of a teacher store: complete, aligned with its dataset, numerically sane, and what
 the teacher's distribution looks like per span, language and exercise.
 
-    python -m pipelines.report store=<teacher store> dataset=<prepared dir> [output=<report dir>]
+    python -m pipelines.report store=<teacher store or scoring output> dataset=<prepared dir> [output=<dir>]
 
 Writes report.md, report.json and PNG histograms to `output` (default <store>/report), prints a one-line
 verdict, and exits 0 when every check passes, 1 otherwise (or when the report cannot run), so it can
@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(f"invalid config: {e}") from e
     try:
         report = run_report(dataset, store, report_cfg)
-        out = write_report(report, cfg.output)
+        out = write_report(report, cfg.output if cfg.output is not None else report.store / "report")
     except (ManifestError, ReportError) as e:
         log.error("%s", e)
         sys.exit(1)

@@ -194,9 +194,11 @@ def test_store_from_another_dataset(scored_store, tmp_path):
     assert "shard-00000" in data["checks"]["no_extra_shards"]["shards"]  # stale marker
 
 
-def test_not_a_store_and_config_ranges(small_dataset, scored_store):
+def test_store_argument_and_config_ranges(small_dataset, scored_store, tmp_path):
+    # The scoring output root resolves to its one teacher store for this dataset.
+    assert run_report(small_dataset, scored_store.parent.parent, ReportConfig()).store == scored_store
     with pytest.raises(ReportError, match="not a teacher store"):
-        run_report(small_dataset, scored_store.parent.parent, ReportConfig())
+        run_report(small_dataset, tmp_path, ReportConfig())
     with pytest.raises(ValueError, match="hist_bins"):
         ReportConfig(hist_bins=7)
     with pytest.raises(ValueError, match="mass_tolerance"):

@@ -221,38 +221,23 @@ class ShardScan:
         n_rows = arrays["positions"].shape[0]
         chunk = arrays["topk_ids"].chunks[0]
         step = max(chunk, READ_ROWS // chunk * chunk)
-        cfg = self.cfg
-        aligned = codes is not None
         for a in range(0, n_rows, step):
             b = min(a + step, n_rows)
             for lo, hi, got in _read_rows({n: arrays[n] for n in names}, a, b, chunk, self):
+                # Metrics of a whole read block go to the histograms at once (fewer, larger bincounts).
+                pieces: list[tuple[np.ndarray, dict]] = []
                 for c in range(lo, hi, COMPUTE_ROWS):
                     d_ = min(c + COMPUTE_ROWS, hi)
                     sl = slice(c - lo, d_ - lo)
                     block = RowBlock(
                         start=c,
-                        topk_ids=got["topk_ids"][sl],
-                        topk_logprobs=got["topk_logprobs"][sl],
-                        target_logprob=got["target_logprob"][sl],
-                        target_rank=got["target_rank"][sl],
-                        targets=expect.targets[c:d_] if aligned else None,
+                        targets=expect.targets[c:d_] if codes is not None else None,
+                        **{n: got[n][sl] for n in names},
                     )
-                    dec = decode(block)
-                    results = value_failures(
-                        block,
-                        dec,
-                        vocab=self.vocab,
-                        logprob_tolerance=cfg.logprob_tolerance,
-                        mass_tolerance=cfg.mass_tolerance,
-                    )
-                    ok = np.ones(d_ - c, bool)
-                    for check, (bad, detail) in results.items():
-                        i = int(np.flatnonzero(bad)[0])
-                        # Blocks come in row order: the shard's first finding keeps its first bad row.
-                        self.fail(check, detail(i), count=int(bad.sum()), row=c + i)
-                        ok &= ~bad
-                    if aligned:
-                        sel = np.flatnonzero(ok) if not ok.all() else slice(None)
+                    ok = self._check_block(block, dec := decode(block))
+                    if codes is not None:
+                        rows = np.arange(c, d_)[ok] if not ok.all() else np.arange(c, d_)
+                        sel = ok if not ok.all() else slice(None)
                         metrics = row_metrics(
                             dec.p[sel],
                             dec.x[sel],
@@ -261,9 +246,30 @@ class ShardScan:
                             block.target_logprob[sel],
                             block.target_rank[sel],
                         )
-                        stats.add({g: v[c:d_][sel] for g, v in codes.items()}, metrics, self.k)
+                        pieces.append((rows, metrics))
                     self.scanned += d_ - c
+                if pieces:
+                    rows = np.concatenate([r for r, _ in pieces])
+                    metrics = {m: np.concatenate([p[m] for _, p in pieces]) for m in pieces[0][1]}
+                    stats.add({g: v[rows] for g, v in codes.items()}, metrics, self.k)
             bar.update(b - a)
+
+    def _check_block(self, block: RowBlock, dec) -> np.ndarray:
+        """Run the value checks on one block, record failures; returns the rows that passed all."""
+        results = value_failures(
+            block,
+            dec,
+            vocab=self.vocab,
+            logprob_tolerance=self.cfg.logprob_tolerance,
+            mass_tolerance=self.cfg.mass_tolerance,
+        )
+        ok = np.ones(len(block.target_rank), bool)
+        for check, (bad, detail) in results.items():
+            i = int(np.flatnonzero(bad)[0])
+            # Blocks come in row order: the shard's first finding keeps its first bad row.
+            self.fail(check, detail(i), count=int(bad.sum()), row=block.start + i)
+            ok &= ~bad
+        return ok
 
 
 @dataclass

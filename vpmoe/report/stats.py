@@ -129,73 +129,77 @@ def row_metrics(p: np.ndarray, x: np.ndarray, mass: np.ndarray, h_topk: np.ndarr
 
 
 class StatsAccumulator:
-    """Histograms and exact sums per group; a row belongs to one group of each grouping (one bincount
-    per metric covers all groupings: their group indices are offset into one table)."""
+    """Histograms per group of each grouping (span, language, exercise), and exact sums and counts per
+    joint cell (span x language x exercise, marginalised in `summary`): per metric one bincount per
+    grouping plus one weighted bincount per add, on blocks of tens of thousands of rows."""
 
     def __init__(self, groupings: dict[str, list[str]]) -> None:
         self.groupings = groupings
-        self.offsets = {}
-        n = 0
-        for name, groups in groupings.items():
-            self.offsets[name] = n
-            n += len(groups)
-        self.num_groups = n
-        self.hist = {m.name: np.zeros(n * FINE_BINS, np.int64) for m in METRICS}
-        self.sums = {m.name: np.zeros(n, np.float64) for m in METRICS}
-        self.counts = np.zeros(n, np.int64)
-        self.rank1 = np.zeros(n, np.int64)
-        self.in_topk = np.zeros(n, np.int64)
+        self.sizes = [len(g) for g in groupings.values()]
+        self.num_cells = int(np.prod(self.sizes))
+        self.hist = {
+            m.name: {g: np.zeros(len(v) * FINE_BINS, np.int64) for g, v in groupings.items()} for m in METRICS
+        }
+        self.sums = {m.name: np.zeros(self.num_cells, np.float64) for m in METRICS}
+        self.counts = np.zeros(self.num_cells, np.int64)
+        self.rank1 = np.zeros(self.num_cells, np.int64)
+        self.in_topk = np.zeros(self.num_cells, np.int64)
 
     def add(self, codes: dict[str, np.ndarray], metrics: dict[str, np.ndarray], k: int) -> None:
         """codes[grouping]: each row's group index within that grouping (int32 [n])."""
         if not len(metrics["top1_prob"]):
             return
-        g = np.concatenate([codes[name] + np.int32(self.offsets[name]) for name in self.groupings])
-        reps = len(self.groupings)
-        size = self.num_groups * FINE_BINS
-        gb = g * np.int32(FINE_BINS)
+        cell = np.zeros(len(metrics["top1_prob"]), np.int64)
+        for name, size in zip(self.groupings, self.sizes, strict=True):
+            cell = cell * size + codes[name]
+        fine = {name: codes[name].astype(np.int32) * np.int32(FINE_BINS) for name in self.groupings}
         for m in METRICS:
             v = metrics[m.name]
             b = m.binning.index(v)
-            self.hist[m.name] += np.bincount(gb + np.tile(b, reps), minlength=size)
-            self.sums[m.name] += np.bincount(
-                g, weights=np.tile(v.astype(np.float64), reps), minlength=self.num_groups
-            )
-        self.counts += np.bincount(g, minlength=self.num_groups)
+            for name, size in zip(self.groupings, self.sizes, strict=True):
+                self.hist[m.name][name] += np.bincount(fine[name] + b, minlength=size * FINE_BINS)
+            self.sums[m.name] += np.bincount(cell, weights=v, minlength=self.num_cells)
+        self.counts += np.bincount(cell, minlength=self.num_cells)
         rank = metrics["target_rank"]
-        self.rank1 += np.bincount(g, weights=np.tile(rank == 1, reps), minlength=self.num_groups).astype(
-            np.int64
-        )
-        self.in_topk += np.bincount(g, weights=np.tile(rank <= k, reps), minlength=self.num_groups).astype(
-            np.int64
-        )
+        self.rank1 += np.bincount(cell[rank == 1], minlength=self.num_cells)
+        self.in_topk += np.bincount(cell[rank <= k], minlength=self.num_cells)
+
+    def _marginal(self, cells: np.ndarray, axis: int) -> np.ndarray:
+        """Per-group totals of one grouping from a per-cell array."""
+        other = tuple(a for a in range(len(self.sizes)) if a != axis)
+        return cells.reshape(self.sizes).sum(axis=other)
 
     def summary(self, hist_bins: int) -> dict:
         """{grouping: {group: {positions, target_rank1_frac, target_in_topk_frac, metrics: {...}}}}, with
         an `all` group added to the span grouping."""
         out = {}
-        for name, groups in self.groupings.items():
-            base = self.offsets[name]
+        for axis, (name, groups) in enumerate(self.groupings.items()):
+            counts = self._marginal(self.counts, axis)
+            rank1, in_topk = self._marginal(self.rank1, axis), self._marginal(self.in_topk, axis)
+            sums = {m.name: self._marginal(self.sums[m.name], axis) for m in METRICS}
+            hists = {m.name: self.hist[m.name][name].reshape(len(groups), FINE_BINS) for m in METRICS}
             rows = {}
             for j, group in enumerate(groups):
-                rows[group] = self._group(slice(base + j, base + j + 1), hist_bins)
+                sel = slice(j, j + 1)
+                rows[group] = _group(counts[sel], rank1[sel], in_topk[sel], sums, hists, sel, hist_bins)
             if name == "span":
-                rows["all"] = self._group(slice(base, base + len(groups)), hist_bins)
+                sel = slice(0, len(groups))
+                rows["all"] = _group(counts[sel], rank1[sel], in_topk[sel], sums, hists, sel, hist_bins)
             out[name] = rows
         return out
 
-    def _group(self, sel: slice, hist_bins: int) -> dict:
-        n = int(self.counts[sel].sum())
-        metrics = {}
-        for m in METRICS:
-            h = self.hist[m.name].reshape(self.num_groups, FINE_BINS)[sel].sum(axis=0)
-            metrics[m.name] = summarize(m, h, float(self.sums[m.name][sel].sum()), hist_bins)
-        return {
-            "positions": n,
-            "target_rank1_frac": float(self.rank1[sel].sum() / n) if n else None,
-            "target_in_topk_frac": float(self.in_topk[sel].sum() / n) if n else None,
-            "metrics": metrics,
-        }
+
+def _group(counts, rank1, in_topk, sums, hists, sel: slice, hist_bins: int) -> dict:
+    n = int(counts.sum())
+    return {
+        "positions": n,
+        "target_rank1_frac": float(rank1.sum() / n) if n else None,
+        "target_in_topk_frac": float(in_topk.sum() / n) if n else None,
+        "metrics": {
+            m.name: summarize(m, hists[m.name][sel].sum(axis=0), float(sums[m.name][sel].sum()), hist_bins)
+            for m in METRICS
+        },
+    }
 
 
 def summarize(metric: Metric, hist: np.ndarray, total: float, hist_bins: int) -> dict:
