@@ -203,3 +203,46 @@ def test_store_argument_and_config_ranges(small_dataset, scored_store, tmp_path)
         ReportConfig(hist_bins=7)
     with pytest.raises(ValueError, match="mass_tolerance"):
         ReportConfig(mass_tolerance=-1.0)
+
+
+def hand_block(**changes):
+    """Three rows at k=4: clean; a tie (the actual token at index 0 tied with index 1, vLLM rank 2);
+    the actual token outside the top-k."""
+    from vpmoe.report.checks import RowBlock
+
+    rows = {
+        "topk_ids": np.array([[5, 9, 2, 7], [11, 12, 13, 14], [1, 2, 3, 4]], np.uint32),
+        "topk_logprobs": np.array([[-0.5, -1.5, -3, -4], [-1, -1, -2, -3], [-0.3, -2, -3, -4]], np.float16),
+        "target_logprob": np.array([-1.5, -1.0, -5.0], np.float32),
+        "target_rank": np.array([2, 2, 10], np.uint32),
+        "targets": np.array([9, 11, 99], np.uint32),
+    }
+    for key, (index, value) in changes.items():
+        rows[key][index] = value
+    return RowBlock(start=0, **rows)
+
+
+@pytest.mark.parametrize(
+    ("changes", "check", "row"),
+    [
+        ({}, None, None),
+        ({"target_logprob": (0, -1.0)}, "target_consistent", 0),  # differs from its entry (-1.5)
+        ({"target_rank": (0, 1)}, "target_consistent", 0),  # rank 1, but the entry at rank 1 is another id
+        ({"target_logprob": (2, -2.0)}, "target_consistent", 2),  # outside the top-k yet above the k-th
+        ({"targets": (0, 98)}, "target_consistent", 0),  # rank 2 but the token is not in the row
+        ({"topk_logprobs": ((1, 3), -np.inf)}, "finite", 1),
+        ({"topk_ids": ((2, 3), 201088)}, "ids_in_range", 2),
+        ({"topk_logprobs": ((0, 2), -1.0)}, "rank_order", 0),
+    ],
+)
+def test_value_checks_on_hand_made_rows(changes, check, row):
+    from vpmoe.report.checks import decode, value_failures
+
+    block = hand_block(**changes)
+    failures = value_failures(block, decode(block), vocab=201088, logprob_tolerance=1e-4, mass_tolerance=1e-3)
+    if check is None:
+        assert failures == {}
+    else:
+        assert check in failures, failures
+        assert np.flatnonzero(failures[check][0]).tolist()[0] == row
+        assert isinstance(failures[check][1](row), str)

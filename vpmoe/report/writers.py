@@ -19,6 +19,7 @@ from vpmoe.report.run import Report, ReportError
 from vpmoe.report.stats import METRICS, QUANTILES
 
 SPAN_COLORS = {"reasoning": "tab:blue", "final": "tab:orange"}
+MAX_SHARD_ROWS = 50
 
 
 def write_report(report: Report, output: str | Path) -> Path:
@@ -162,7 +163,12 @@ def _storage_md(d: dict) -> list[str]:
         "| shard | status | sequences | positions | stored bytes | bytes/position |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for stem, sh in d["shards"].items():
+    shards = d["shards"]
+    if len(shards) > MAX_SHARD_ROWS:  # a readable page: the shards with a problem, the rest in report.json
+        shards = {stem: sh for stem, sh in shards.items() if sh["status"] != "ok"}
+        lines.insert(-2, f"{len(d['shards']) - len(shards)} committed shards not listed (see report.json).")
+        lines.insert(-2, "")
+    for stem, sh in shards.items():
         bpp = (
             sh["stored_bytes"] / sh["positions"]
             if sh["positions"] and sh["stored_bytes"] is not None
