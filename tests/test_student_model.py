@@ -450,6 +450,12 @@ def _two_process_worker(rank: int, port: int, out_dir: str) -> None:
             dp_size=2,
         )
         torch.save(result, Path(out_dir) / f"{layout}-rank{rank}.pt")
+        if ep == 2:  # unequal micro-batch shapes under EP: a clear error on every rank, not a gloo abort
+            uneven = torch.zeros(1, SEQ + 8 * rank, dtype=torch.long)
+            try:
+                forward_student(ddp, uneven)
+            except ValueError as e:
+                (Path(out_dir) / f"uneven-rank{rank}.txt").write_text(str(e))
         teardown_parallel()
     torch.distributed.destroy_process_group()
 
@@ -485,6 +491,8 @@ def test_two_gloo_processes_match_one_process(one_process_reference, tmp_path):
             torch.testing.assert_close(merged[name], value, rtol=1e-5, atol=1e-6, msg=f"{layout}: {name}")
         if LAYOUTS[layout] == 2:  # each rank holds half of the experts
             assert ranks[0][2].keys() != ranks[1][2].keys()
+    for r in range(2):
+        assert "pad micro-batches to a common shape" in (tmp_path / f"uneven-rank{r}.txt").read_text()
 
 
 # --- GPU (run on the GPU machine: python -m pytest -m gpu tests/test_student_model.py) ---------------------

@@ -373,6 +373,30 @@ def set_aux_loss_backward_scale(scale: float, *, device: torch.device) -> None:
     MoEAuxLossAutoScaler.set_loss_scale(torch.tensor(float(scale), dtype=torch.float32, device=device))
 
 
+def _check_allgather_token_counts(cfg: TransformerConfig, tokens: int, device: torch.device) -> None:
+    """The allgather dispatcher (CPU) needs the same token count on every rank of its tp x ep group.
+
+    It all-gathers tokens without split sizes (`token_dispatcher.py` MoEAllGatherTokenDispatcher.token_dispatch);
+    with unequal micro-batch shapes gloo aborts the process ("Received data size doesn't match expected
+    size"). One small all-gather here turns that into an error that says what to do. The alltoall
+    dispatcher (GPU) exchanges counts itself and has no such constraint.
+    """
+    if cfg.moe_token_dispatcher_type != "allgather":
+        return
+    group = parallel_state.get_expert_tensor_and_model_parallel_group()
+    if group is None or group.size() == 1:
+        return
+    counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(group.size())]
+    torch.distributed.all_gather(counts, torch.tensor([tokens], dtype=torch.long, device=device), group=group)
+    counts = [int(c) for c in counts]
+    if len(set(counts)) > 1:
+        raise ValueError(
+            f"tokens per micro-batch differ across the expert-parallel group {counts}: the allgather MoE "
+            "dispatcher (used on CPU) needs the same [batch, seq] on every rank; pad micro-batches to a "
+            "common shape"
+        )
+
+
 def _unwrap(model) -> GPTModel:
     inner = model
     while not isinstance(inner, GPTModel):
@@ -414,6 +438,7 @@ def forward_student(
             "MoE aux-loss backward scale is unset (megatron would silently use 1.0): call "
             "set_aux_loss_backward_scale(1 / num_microbatches) before training forwards"
         )
+    _check_allgather_token_counts(cfg, b * s, input_ids.device)
     if position_ids is None:
         position_ids = torch.arange(s, device=input_ids.device).unsqueeze(0).expand(b, s)
     if attention_mask is None:
