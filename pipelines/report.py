@@ -39,7 +39,12 @@ def main(cfg: DictConfig) -> None:
     for name in report.checks.failed():
         findings = report.checks.findings[name]
         shard, f = next(iter(findings.items()))
-        log.error("%s failed in %d shard(s); first %s: %s", name, len(findings), shard, f.first)
+        where = "".join(
+            f" {key} {f.first[key]}" for key in ("row", "sample_id", "position") if f.first[key] is not None
+        )
+        log.error(
+            "%s failed in %d shard(s); first %s%s: %s", name, len(findings), shard, where, f.first["detail"]
+        )
     log.info("report written to %s", out)
     print(report.verdict_line())
     sys.exit(report.exit_code)
