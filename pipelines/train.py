@@ -60,6 +60,8 @@ def build_spec(cfg: DictConfig, run_dir: str) -> RunSpec:
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    # megatron logs every parameter's bucket at INFO when it builds DDP; its warnings still show.
+    logging.getLogger("megatron").setLevel(logging.WARNING)
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = hc.runtime.output_dir if multirun else str(cfg.run_dir)

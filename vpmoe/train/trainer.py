@@ -112,10 +112,16 @@ def _device(train: TrainConfig) -> torch.device:
     return torch.device("cpu")
 
 
+_OWN_ENV = False
+
+
 def _single_process_env() -> None:
-    """Outside torchrun, a world of one: torch.distributed still needs a rendezvous address."""
-    if "WORLD_SIZE" in os.environ or torch.distributed.is_initialized():
+    """Outside torchrun, a world of one: torch.distributed still needs a rendezvous address. A fresh port
+    per run, so that several runs in one process (a Hydra multirun) never race a closing rendezvous."""
+    global _OWN_ENV
+    if torch.distributed.is_initialized() or ("WORLD_SIZE" in os.environ and not _OWN_ENV):
         return
+    _OWN_ENV = True
     import socket
 
     with socket.socket() as s:

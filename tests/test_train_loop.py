@@ -1,0 +1,152 @@
+"""The training loop end to end on the tiny student and the real tiny teacher store (CPU):
+the loss falls; a run stopped at max_steps and resumed, and a run SIGKILLed and rerun, reproduce the
+uninterrupted run's metrics step for step; the standalone eval of a checkpoint matches the run's own;
+the checkpoint layout (marker, keep-last, provenance) and the resume guard (config change refused)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pipelines.train import build_spec
+from vpmoe.train.checkpoint import MARKER, CheckpointError, complete_checkpoints, read_meta
+from vpmoe.train.evaluate import evaluate_checkpoint
+from vpmoe.train.metrics import read_metrics
+from vpmoe.train.trainer import run_training
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 4
+# Two sequences per step (one per micro-batch), a high LR: the tiny student moves visibly in 4 steps.
+OVERRIDES = [
+    "experiment=cpu_debug",
+    f"train.max_steps={STEPS}",
+    "train.eval_interval=2",
+    "data.global_batch_size=2",
+    "data.micro_batch_size=1",
+    "data.num_workers=0",
+    "data.eval_fraction=0.2",
+    "data.eval_max_samples=2",
+    "optim.warmup_steps=1",
+    f"optim.decay_steps={STEPS}",
+    "optim.lr=1e-2",
+    "optim.min_lr=1e-3",
+    "checkpoint.interval=2",
+    "checkpoint.keep_last=1",
+]
+
+
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def compose_train(dataset, store, *overrides):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=[f"dataset={dataset}", f"store={store}", *OVERRIDES, *overrides])
+
+
+def train(run_dir: Path, dataset, store, *overrides) -> dict:
+    cfg = compose_train(dataset, store, *overrides)
+    os.environ.update(
+        RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=_free_port()
+    )
+    return run_training(build_spec(cfg, str(run_dir)))
+
+
+def curve(run_dir: Path) -> list[tuple]:
+    keys = ("step", "loss", "kl", "ce", "grad_norm", "lr", "top1", "aux_loss")
+    return [tuple(r[k] for k in keys) for r in read_metrics(run_dir / "metrics.jsonl", "train")]
+
+
+def evals(run_dir: Path) -> list[tuple]:
+    return [(r["step"], r["kl"], r["ce"], r["top1"]) for r in read_metrics(run_dir / "metrics.jsonl", "eval")]
+
+
+def assert_same_curve(a: list[tuple], b: list[tuple]) -> None:
+    assert [x[0] for x in a] == [x[0] for x in b]
+    for ra, rb in zip(a, b, strict=True):
+        assert ra == pytest.approx(rb, rel=1e-6, abs=1e-9), (ra, rb)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, small_dataset, scored_store):
+    run_dir = tmp_path_factory.mktemp("reference")
+    result = train(run_dir, small_dataset, scored_store)
+    return run_dir, result
+
+
+def test_loss_falls_and_outputs(reference_run):
+    run_dir, result = reference_run
+    rows = read_metrics(run_dir / "metrics.jsonl", "train")
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    assert rows[-1]["kl"] < rows[0]["kl"] - 0.3, [r["kl"] for r in rows]
+    ev = evals(run_dir)
+    assert [e[0] for e in ev] == [2, 4] and ev[1][1] < ev[0][1], ev
+    for r in rows:  # every figure of the contract is there and sane
+        assert 0 < r["teacher_mass"] <= 1 and 0 <= r["student_mass"] <= 1 and 0 <= r["top1"] <= 1
+        assert 0 <= r["padding_fraction"] < 1 and 0 <= r["data_wait_fraction"] < 1
+        assert r["tokens_reasoning"] > 0 and r["tokens_final"] > 0 and r["aux_loss"] > 0
+        assert r["loss"] == pytest.approx(r["loss_reasoning"] + r["loss_final"] + r["aux_loss"], rel=1e-6)
+    assert result["eval"]["step"] == STEPS
+    assert json.loads((run_dir / "eval.json").read_text())["kl"] == result["eval"]["kl"]
+    # checkpoints: keep_last=1 leaves only the newest, complete, with provenance
+    done = complete_checkpoints(run_dir / "checkpoints")
+    assert [s for s, _ in done] == [STEPS]
+    meta = read_meta(done[0][1])
+    prov = meta["provenance"]
+    assert meta["loader"] == {"epoch": meta["loader"]["epoch"], "step": meta["loader"]["step"], "seed": 1234}
+    assert len(prov["git"]["sha"]) == 40 and len(prov["config_hash"]) == 64
+    assert prov["dataset"]["manifest_hash"] and prov["teacher_store"]["teacher_id"]
+    assert prov["tokenizer"] and prov["config"]["loss"]["weights"] == {"reasoning": 1.0, "final": 1.0}
+    assert (done[0][1] / "rng" / "rank_00000.pt").is_file()
+
+
+def test_stop_and_resume_reproduces_the_curve(reference_run, tmp_path, small_dataset, scored_store):
+    ref_dir, _ = reference_run
+    train(tmp_path, small_dataset, scored_store, "train.max_steps=2")
+    assert [s for s, _ in complete_checkpoints(tmp_path / "checkpoints")] == [2]
+    train(tmp_path, small_dataset, scored_store)  # resumes from step 2
+    assert_same_curve(curve(tmp_path), curve(ref_dir))
+    assert evals(tmp_path) == pytest.approx(evals(ref_dir), rel=1e-6)
+    # The standalone eval of the final checkpoint is the run's own final eval.
+    ev = evaluate_checkpoint(str(tmp_path))
+    ref = read_metrics(ref_dir / "metrics.jsonl", "eval")[-1]
+    for key in ("kl_reasoning", "kl_final", "ce_reasoning", "ce_final", "top1_reasoning", "top1_final"):
+        assert ev[key] == pytest.approx(ref[key], rel=1e-6), key
+    # A changed config is refused on resume (naming the key); max_steps may change.
+    with pytest.raises(CheckpointError, match=r"loss\.weights\.final"):
+        train(tmp_path, small_dataset, scored_store, "loss.weights.final=2.0")
+
+
+def test_sigkill_and_rerun_reproduces_the_curve(reference_run, tmp_path, small_dataset, scored_store):
+    ref_dir, _ = reference_run
+    args = [sys.executable, "-m", "pipelines.train", f"dataset={small_dataset}", f"store={scored_store}"]
+    args += [f"run_dir={tmp_path}", *OVERRIDES]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "checkpoints" / "step_00000002" / MARKER
+    deadline = time.time() + 600
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), "the first checkpoint never appeared"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(r["step"] for r in read_metrics(tmp_path / "metrics.jsonl", "train"))
+    assert killed_at < STEPS, "killed too late to test anything"
+    res = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed from" in res.stdout + res.stderr
+    assert_same_curve(curve(tmp_path), curve(ref_dir))
