@@ -246,3 +246,12 @@ def test_value_checks_on_hand_made_rows(changes, check, row):
         assert check in failures, failures
         assert np.flatnonzero(failures[check][0]).tolist()[0] == row
         assert isinstance(failures[check][1](row), str)
+
+
+def test_parallel_scan_gives_the_same_report(scored_store, small_dataset, tmp_path):
+    store = copy_store(scored_store, tmp_path)
+    set_value("topk_logprobs", (5, 3), np.nan)(store, stems(store)[1])
+    one, two = (run_report(small_dataset, store, ReportConfig(workers=w)).to_dict() for w in (1, 2))
+    for key in ("verdict", "checks", "statistics", "storage", "shards"):
+        assert one[key] == two[key], key
+    assert list(two["checks"]["finite"]["shards"]) == [stems(store)[1]]

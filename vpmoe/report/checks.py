@@ -59,6 +59,16 @@ class CheckLog:
     def note(self, check: str, text: str) -> None:
         self.notes[check].append(text)
 
+    def merge(self, other: CheckLog) -> None:
+        """Add another log's findings (another shard's: shards do not overlap, counts add if they do)."""
+        for check in CHECKS:
+            for shard, f in other.findings[check].items():
+                if shard in self.findings[check]:
+                    self.findings[check][shard].count += f.count
+                else:
+                    self.findings[check][shard] = f
+            self.notes[check].extend(other.notes[check])
+
     def failed(self) -> list[str]:
         return [c for c in CHECKS if self.findings[c]]
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing as mp
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +21,9 @@ import pyarrow.parquet as pq
 
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.report.checks import CHECKS, CheckLog
-from vpmoe.report.scan import NONE_GROUP, ShardInfo, ShardScan
+from vpmoe.report.scan import NONE_GROUP, ScanContext, ShardInfo, ShardJob, scan_shard
 from vpmoe.report.stats import FINE_BINS, StatsAccumulator
-from vpmoe.report.store_checks import check_checksums, check_provenance, check_shard_dir, root_attrs
+from vpmoe.report.store_checks import check_provenance, check_shard_dir, root_attrs
 from vpmoe.teacher.store import SHARDS, shard_stem
 from vpmoe.utils.progress import progress
 
@@ -42,6 +44,10 @@ class ReportConfig:
     mass_tolerance: float = 1e-3
     # Bins of the histograms in report.json and the PNGs.
     hist_bins: int = 50
+    # Processes scanning shards in parallel (spawned; 1 = in this process). The scan is CPU-bound
+    # (sha256, chunk decoding, numpy), so up to one per core helps; results are merged in manifest order,
+    # so the report does not depend on it.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.logprob_tolerance < 1.0:
@@ -50,6 +56,8 @@ class ReportConfig:
             raise ValueError(f"mass_tolerance must be in [0, 1), got {self.mass_tolerance}")
         if not (2 <= self.hist_bins <= FINE_BINS and FINE_BINS % self.hist_bins == 0):
             raise ValueError(f"hist_bins must divide {FINE_BINS} and be >= 2, got {self.hist_bins}")
+        if not 1 <= self.workers <= 1024:
+            raise ValueError(f"workers must be in [1, 1024], got {self.workers}")
 
 
 @dataclass
@@ -179,10 +187,7 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
     groupings = _groupings(ds)
     stats = StatsAccumulator(groupings)
     shards: dict[str, ShardInfo] = {}
-    scanned = 0
-    bar = progress(
-        total=sum(sum(e.supervised_tokens.values()) for e in ds.manifest.shards), desc="report", unit="pos"
-    )
+    jobs = []
     for stem, entry in entries.items():
         info = markers.get(stem)
         if info is None or info.get("dataset_shard_sha256") != entry.sha256:
@@ -191,13 +196,19 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
                 why += " (shard directory present: debris of an interrupted scorer)"
             checks.fail("shards_committed", stem, why)
             shards[stem] = ShardInfo(status="missing" if info is None else "stale")
-            continue
-        check_checksums(store / SHARDS / stem, info, stem, checks)
-        scan = ShardScan(
-            store / SHARDS / stem, stem, entry, info, ds, attrs, k, vocab, cfg, checks, groupings
-        )
-        shards[stem] = scan.run(stats, bar)
-        scanned += scan.scanned
+        else:
+            shards[stem] = ShardInfo(status="unreadable")  # replaced by the scan's result, in this order
+            jobs.append(ShardJob(store / SHARDS / stem, stem, entry, info))
+    bar = progress(
+        total=sum(sum(j.entry.supervised_tokens.values()) for j in jobs), desc="report", unit="pos"
+    )
+    context = ScanContext(ds=ds, attrs=attrs, k=k, vocab=vocab, cfg=cfg, groupings=groupings)
+    scanned = 0
+    for result in _scan_all(jobs, context, cfg.workers, bar):
+        checks.merge(result.checks)
+        stats.merge(result.stats)
+        shards[result.stem] = result.info
+        scanned += result.scanned
     bar.close()
     return Report(
         store=store,
@@ -213,6 +224,22 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
         seconds=time.perf_counter() - t0,
         config=cfg,
     )
+
+
+def _scan_all(jobs: list[ShardJob], context: ScanContext, workers: int, bar):
+    """Shard results in job (manifest) order; in this process, or on a pool of spawned processes (zarr's
+    threads make fork unsafe once zarr has been used)."""
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield scan_shard(job, context, bar)
+        return
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"))
+    with pool:
+        futures = [pool.submit(scan_shard, job, context, None) for job in jobs]
+        for future in futures:
+            result = future.result()
+            bar.update(result.scanned)
+            yield result
 
 
 def resolve_store(path: str | Path, manifest_hash: str) -> Path:

@@ -8,13 +8,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vpmoe.data.harmony_render import IGNORE_INDEX, Span
-from vpmoe.data.manifest import ManifestError
-from vpmoe.report.checks import RowBlock, decode, value_failures
+from vpmoe.data.manifest import ManifestError, ShardEntry
+from vpmoe.data.prepared import PreparedDataset
+from vpmoe.report.checks import CheckLog, RowBlock, decode, value_failures
 from vpmoe.report.stats import StatsAccumulator, row_metrics
+from vpmoe.report.store_checks import check_checksums
 from vpmoe.teacher.store import ARRAYS, sample_ids_digest
 
 # Rows per zarr read (rounded to whole chunks): large enough that zarr decodes chunks concurrently,
@@ -34,13 +37,52 @@ class ShardInfo:
     bytes_by_array: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ShardJob:
+    path: Path  # the shard group
+    stem: str
+    entry: ShardEntry  # the dataset shard
+    marker: dict  # its commit marker
+
+
+@dataclass(frozen=True)
+class ScanContext:
+    """What every shard's scan shares (picklable: sent to worker processes)."""
+
+    ds: PreparedDataset
+    attrs: dict
+    k: int | None
+    vocab: int
+    cfg: Any  # ReportConfig
+    groupings: dict[str, list[str]]
+
+
+@dataclass
+class ShardResult:
+    stem: str
+    info: ShardInfo
+    checks: CheckLog  # findings of this shard only
+    stats: StatsAccumulator
+    scanned: int
+
+
+def scan_shard(job: ShardJob, ctx: ScanContext, bar=None) -> ShardResult:
+    """Checksums, then the scan, of one committed shard (module-level: runs in worker processes)."""
+    checks = CheckLog()
+    stats = StatsAccumulator(ctx.groupings)
+    check_checksums(job.path, job.marker, job.stem, checks)
+    scan = ShardScan(job, ctx, checks)
+    info = scan.run(stats, bar)
+    return ShardResult(job.stem, info, checks, stats, scan.scanned)
+
+
 class ShardScan:
     """One committed shard: layout, alignment, then the streaming value/statistics pass."""
 
-    def __init__(self, path, stem, entry, marker, ds, attrs, k, vocab, cfg, checks, groupings):
-        self.path, self.stem, self.entry, self.marker, self.ds = path, stem, entry, marker, ds
-        self.attrs, self.k, self.vocab, self.cfg, self.checks = attrs, k, vocab, cfg, checks
-        self.groupings = groupings
+    def __init__(self, job: ShardJob, ctx: ScanContext, checks: CheckLog):
+        self.path, self.stem, self.entry, self.marker = job.path, job.stem, job.entry, job.marker
+        self.ds, self.attrs, self.k, self.vocab, self.cfg = ctx.ds, ctx.attrs, ctx.k, ctx.vocab, ctx.cfg
+        self.groupings, self.checks = ctx.groupings, checks
         self.scanned = 0
         self.sample_ids: list[str] = []
         self.locate_offsets: np.ndarray | None = None
@@ -252,7 +294,8 @@ class ShardScan:
                     rows = np.concatenate([r for r, _ in pieces])
                     metrics = {m: np.concatenate([p[m] for _, p in pieces]) for m in pieces[0][1]}
                     stats.add({g: v[rows] for g, v in codes.items()}, metrics, self.k)
-            bar.update(b - a)
+            if bar is not None:
+                bar.update(b - a)
 
     def _check_block(self, block: RowBlock, dec) -> np.ndarray:
         """Run the value checks on one block, record failures; returns the rows that passed all."""

@@ -164,6 +164,15 @@ class StatsAccumulator:
         self.rank1 += np.bincount(cell[rank == 1], minlength=self.num_cells)
         self.in_topk += np.bincount(cell[rank <= k], minlength=self.num_cells)
 
+    def merge(self, other: StatsAccumulator) -> None:
+        for m in METRICS:
+            for name in self.groupings:
+                self.hist[m.name][name] += other.hist[m.name][name]
+            self.sums[m.name] += other.sums[m.name]
+        self.counts += other.counts
+        self.rank1 += other.rank1
+        self.in_topk += other.in_topk
+
     def _marginal(self, cells: np.ndarray, axis: int) -> np.ndarray:
         """Per-group totals of one grouping from a per-cell array."""
         other = tuple(a for a in range(len(self.sizes)) if a != axis)
