@@ -232,8 +232,10 @@ class TrainLoader:
         rank: int,
         epoch: int = 0,
         step: int = 0,
+        pin_memory: bool = False,
     ):
         self.builder, self.cfg, self.dp, self.rank = builder, cfg, dp, rank
+        self.pin_memory = pin_memory  # page-locked batches for asynchronous host-to-GPU copies
         self.m = cfg.micro_batches_per_rank(dp)
         self.n_steps = steps_per_epoch(builder.index, cfg)
         if self.n_steps == 0:
@@ -264,6 +266,7 @@ class TrainLoader:
             _PlanDataset(self.builder, self.cfg, self.dp, self.rank),
             sampler=_PlanSampler(self.epoch, self.step, self.n_steps, self.m),
             batch_size=None,
+            pin_memory=self.pin_memory,
             **kw,
         )
         self._it = iter(loader)

@@ -180,7 +180,14 @@ class Trainer:
             (self.run_dir / "provenance.json").write_text(json.dumps(self.provenance, indent=2) + "\n")
             self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step)
         builder = MicroBatchBuilder(spec.dataset, spec.store, self.index, self.reader.k)
-        self.loader = TrainLoader(builder, spec.data, dp=self.dp, rank=self.dp_rank, **loader_pos)
+        self.loader = TrainLoader(
+            builder,
+            spec.data,
+            dp=self.dp,
+            rank=self.dp_rank,
+            pin_memory=self.device.type == "cuda",
+            **loader_pos,
+        )
         self.eval_builder = MicroBatchBuilder(spec.dataset, spec.store, self.index, self.reader.k)
         self.eval_micro = rank_eval_batches(
             eval_batches(self.index, spec.data), dp=self.dp, rank=self.dp_rank
