@@ -83,9 +83,12 @@ class Report:
     def exit_code(self) -> int:
         return 0 if self.passed else 1
 
+    def committed_shards(self) -> int:
+        return sum(s.status in ("scanned", "unreadable") for s in self.shards.values())
+
     def verdict_line(self) -> str:
         failed = self.checks.failed()
-        committed = sum(s.status == "ok" for s in self.shards.values())
+        committed = self.committed_shards()
         head = (
             f"report {'PASS' if not failed else 'FAIL'}: {len(CHECKS) - len(failed)}/{len(CHECKS)} checks passed, "
             f"{committed}/{len(self.shards)} shards committed, {self.positions_scanned:,} positions scanned"
@@ -136,7 +139,7 @@ class Report:
                 "checks_failed": len(self.checks.failed()),
                 "failed": self.checks.failed(),
                 "shards_expected": len(self.shards),
-                "shards_committed": sum(s.status == "ok" for s in self.shards.values()),
+                "shards_committed": self.committed_shards(),
                 "positions_scanned": self.positions_scanned,
                 "seconds": round(self.seconds, 3),
                 "positions_per_second": round(self.positions_scanned / self.seconds)

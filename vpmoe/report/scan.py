@@ -30,7 +30,9 @@ NONE_GROUP = "(none)"
 
 @dataclass
 class ShardInfo:
-    status: str  # ok | missing | stale | unreadable (the shard could not be scanned)
+    # scanned (committed; its findings are in the checks) | missing | stale (not committed for this
+    # dataset) | unreadable (committed, but its group, arrays or dataset shard could not be read)
+    status: str
     sequences: int | None = None
     positions: int | None = None
     stored_bytes: int | None = None
@@ -118,7 +120,7 @@ class ShardScan:
         if arrays is None:
             return info
         n_rows = arrays["positions"].shape[0]
-        info.positions, info.status = n_rows, "ok"
+        info.positions, info.status = n_rows, "scanned"
         aligned = self._check_alignment(arrays, expect, len(shard))
         codes = _group_codes(shard, expect, self.groupings) if aligned else None
         if not aligned:

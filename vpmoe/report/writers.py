@@ -165,8 +165,11 @@ def _storage_md(d: dict) -> list[str]:
     ]
     shards = d["shards"]
     if len(shards) > MAX_SHARD_ROWS:  # a readable page: the shards with a problem, the rest in report.json
-        shards = {stem: sh for stem, sh in shards.items() if sh["status"] != "ok"}
-        lines.insert(-2, f"{len(d['shards']) - len(shards)} committed shards not listed (see report.json).")
+        named = {shard for c in d["checks"].values() for shard in c["shards"]}
+        shards = {stem: sh for stem, sh in shards.items() if sh["status"] != "scanned" or stem in named}
+        lines.insert(
+            -2, f"{len(d['shards']) - len(shards)} shards without findings not listed (see report.json)."
+        )
         lines.insert(-2, "")
     for stem, sh in shards.items():
         bpp = (
