@@ -150,3 +150,21 @@ def test_sigkill_and_rerun_reproduces_the_curve(reference_run, tmp_path, small_d
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resumed from" in res.stdout + res.stderr
     assert_same_curve(curve(tmp_path), curve(ref_dir))
+
+
+def test_non_finite_step_stops_the_run_before_the_update(tmp_path, small_dataset, scored_store, monkeypatch):
+    from vpmoe.train import data
+    from vpmoe.train.trainer import NonFiniteError
+
+    build = data.MicroBatchBuilder.build
+
+    def poisoned(self, samples):
+        batch = build(self, samples)
+        batch["teacher_logprobs"][batch["labels"] != -100] = float("nan")
+        return batch
+
+    monkeypatch.setattr(data.MicroBatchBuilder, "build", poisoned)  # num_workers=0: built in-process
+    with pytest.raises(NonFiniteError, match=r"step 1: .*non-finite gradients: True"):
+        train(tmp_path, small_dataset, scored_store, "train.max_steps=1")
+    assert complete_checkpoints(tmp_path / "checkpoints") == []
+    assert read_metrics(tmp_path / "metrics.jsonl") == []

@@ -1,0 +1,270 @@
+"""Training-step benchmark of the student (issue 5, "GPU benchmark"): KD through the fused sparse-KL head
+next to CE-only through the same head and Megatron's own unfused logits + CE, same model and batches.
+
+Rows (one process, one model; median step time over --steps timed steps after --warmup):
+  kd           the trainer's step (vpmoe/train/trainer.py step_gradients + optimizer step): teacher top-k
+               rows (k = --k, peaked, trained-like), span-normalized weights, aux losses on.
+  ce_fused     the same step and head with a one-hot teacher (k = 1: the label with log-prob 0). The
+               tail-bucket KL of a one-hot teacher is exactly -log q(label), i.e. CE, so this is "CE only
+               through the same fused head, no teacher" at the head's minimum width.
+  megatron_ce  GPTModel.forward(labels=...): Megatron's own [s, b, V] logits + vocab-parallel CE.
+  kd_loader    (only with --dataset/--store) the full trainer step fed by the real loader (spawned
+               workers, teacher store): tokens/s and the data-wait fraction (target < 2%).
+Each row: ms/step, tokens/s, MFU (GPU), peak GiB (GPU), data-wait fraction. Ratio kd / ce_fused is the
+issue's target (<= 1.10).
+
+    python benchmarks/bench_train.py --model small --device cuda --out-dir benchmarks/results \
+        [--seq 2048 --micro 4 --micro-batches 2 --steps 8 --warmup 3] [--dataset D --store S]
+    python benchmarks/bench_train.py --model tiny --device cpu --seq 128 --micro 1 --steps 2 --warmup 1  (smoke)
+writes <out-dir>/train_<model>_<device>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vpmoe.data.harmony_render import Span  # noqa: E402
+from vpmoe.model.build import (  # noqa: E402
+    ParallelConfig,
+    build_student,
+    causal_attention_mask,
+    init_parallel,
+)
+from vpmoe.model.config import StudentConfig  # noqa: E402
+from vpmoe.train.loss import LossConfig  # noqa: E402
+from vpmoe.train.metrics import H100_BF16_PEAK_TFLOPS, flops_per_token  # noqa: E402
+from vpmoe.train.optim import OptimConfig, build_ddp_and_optimizer, set_lr  # noqa: E402
+from vpmoe.train.trainer import step_gradients  # noqa: E402
+
+GIB = 2**30
+
+
+def synthetic_micro(b: int, s: int, k: int, vocab: int, gen: torch.Generator) -> dict:
+    """One micro-batch shaped like the loader's: full-length rows, the first quarter a prompt (masked),
+    then reasoning, then final; teacher rows peaked (top-1 ~0.6, tail ~2%) over distinct random ids."""
+    ids = torch.randint(0, vocab, (b, s), generator=gen)
+    labels = torch.full((b, s), -100, dtype=torch.long)
+    labels[:, :-1] = ids[:, 1:]
+    labels[:, : s // 4] = -100
+    spans = torch.full((b, s), -1, dtype=torch.int8)
+    spans[:, s // 4 : 3 * s // 4] = int(Span.REASONING)
+    spans[:, 3 * s // 4 : s - 1] = int(Span.FINAL)
+    if k == 1:  # one-hot teacher on the label: the bucket KL is exactly CE
+        t_ids = labels.clamp(min=0)[..., None]
+        t_lps = torch.zeros(b, s, 1)
+    else:
+        t_ids = torch.stack([torch.randperm(vocab, generator=gen)[:k] for _ in range(b * s)]).view(b, s, k)
+        t_ids[..., 0] = labels.clamp(min=0)
+        probs = torch.softmax(-torch.arange(k, dtype=torch.float32) * 0.35, 0) * 0.98
+        t_lps = probs.log().expand(b, s, k).clone()
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "position_spans": spans,
+        "teacher_ids": t_ids,
+        "teacher_logprobs": t_lps,
+        "lengths": torch.full((b,), s),
+        "tokens": torch.tensor(b * s),
+        "padded_tokens": torch.tensor(b * s),
+    }
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step_fn, device, *, warmup: int, steps: int) -> dict:
+    for _ in range(warmup):
+        step_fn()
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times, waits = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        wait = step_fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+        waits.append(wait or 0.0)
+    ms = statistics.median(times) * 1e3
+    peak = torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else None
+    return {"ms": ms, "data_wait_fraction": sum(waits) / sum(times), "peak_gib": peak}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="small")
+    ap.add_argument("--layer-spec", default=None, help="override model.layer_spec (local | te)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--seq", type=int, default=2048)
+    ap.add_argument("--micro", type=int, default=4, help="sequences per micro-batch")
+    ap.add_argument("--micro-batches", type=int, default=2, help="micro-batches per step")
+    ap.add_argument("--k", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--dataset", default=None)
+    ap.add_argument("--store", default=None)
+    ap.add_argument("--workers", type=int, default=4, help="loader workers for the kd_loader row")
+    ap.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS)
+    ap.add_argument("--out-dir", default=None)
+    args = ap.parse_args()
+
+    device = torch.device(args.device, 0) if args.device == "cuda" else torch.device("cpu")
+    fields = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / f"{args.model}.yaml"))
+    if args.layer_spec:
+        fields["layer_spec"] = args.layer_spec
+    if device.type == "cpu":
+        fields.update(layer_spec="local", dtype="fp32")
+    cfg = StudentConfig(**fields)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(port))
+    os.environ.setdefault("RANK", "0")
+    os.environ.setdefault("WORLD_SIZE", "1")
+    init_parallel(ParallelConfig(), device=device)
+    from megatron.core import parallel_state
+
+    model = build_student(cfg, device=device, seed=1234)
+    optim = OptimConfig(
+        lr=1e-4, min_lr=1e-5, warmup_steps=0, decay_steps=10**6, distributed=device.type == "cuda"
+    )
+    ddp, opt = build_ddp_and_optimizer(model, optim, device=device)
+    set_lr(opt, optim.lr)
+    dp_group = parallel_state.get_data_parallel_group()
+    impl = "triton" if device.type == "cuda" else "torch"
+    gen = torch.Generator().manual_seed(0)
+    tokens = args.micro * args.seq * args.micro_batches
+    flops = flops_per_token(cfg, args.seq)
+
+    def head_step(loss_cfg, micro):
+        def fn():
+            out = step_gradients(ddp, opt, micro, loss_cfg, dp=1, dp_group=dp_group, device=device)
+            assert not out["bad_grads"]
+            opt.step()
+
+        return fn
+
+    rows = {}
+    kd_micro = [
+        synthetic_micro(args.micro, args.seq, args.k, cfg.vocab_size, gen) for _ in range(args.micro_batches)
+    ]
+    ce_micro = [
+        synthetic_micro(args.micro, args.seq, 1, cfg.vocab_size, gen) for _ in range(args.micro_batches)
+    ]
+    rows["kd"] = time_steps(
+        head_step(LossConfig(impl=impl), kd_micro), device, warmup=args.warmup, steps=args.steps
+    )
+    rows["ce_fused"] = time_steps(
+        head_step(LossConfig(impl=impl), ce_micro), device, warmup=args.warmup, steps=args.steps
+    )
+
+    from vpmoe.model.build import set_aux_loss_backward_scale
+
+    mask = causal_attention_mask(args.seq, device)
+    pos = torch.arange(args.seq, device=device).expand(args.micro, args.seq)
+
+    def megatron_ce():
+        ddp.zero_grad_buffer()
+        opt.zero_grad()
+        set_aux_loss_backward_scale(1.0 / args.micro_batches, device=device)
+        for mb in ce_micro:
+            labels = mb["labels"].to(device)
+            per_tok = ddp(mb["input_ids"].to(device), pos, mask, labels=labels.clamp(min=0))
+            valid = labels != -100
+            ((per_tok * valid).sum() / (valid.sum() * args.micro_batches)).backward()
+        ddp.finish_grad_sync()
+        opt.step()
+
+    rows["megatron_ce"] = time_steps(megatron_ce, device, warmup=args.warmup, steps=args.steps)
+
+    if args.dataset and args.store:
+        from vpmoe.teacher.store_reader import TeacherStoreReader
+        from vpmoe.train.data import DataConfig, MicroBatchBuilder, SampleIndex, TrainLoader
+
+        reader = TeacherStoreReader(args.dataset, args.store)
+        index = SampleIndex.build(reader.dataset, 0.0)
+        dcfg = DataConfig(
+            global_batch_size=args.micro * args.micro_batches,
+            micro_batch_size=args.micro,
+            num_workers=args.workers,
+        )
+        loader = TrainLoader(MicroBatchBuilder(args.dataset, args.store, index, reader.k), dcfg, dp=1, rank=0)
+        it = iter(loader)
+        real = []
+
+        def loader_step():
+            t0 = time.perf_counter()
+            micro = next(it)
+            wait = time.perf_counter() - t0
+            real.append(sum(int(m["tokens"]) for m in micro))
+            head_step(LossConfig(impl=impl), micro)()
+            return wait
+
+        rows["kd_loader"] = time_steps(loader_step, device, warmup=args.warmup, steps=args.steps)
+        rows["kd_loader"]["tokens_per_step"] = statistics.mean(real[-args.steps :])
+        loader.close()
+
+    for r in rows.values():
+        n = r.get("tokens_per_step", tokens)
+        r["tokens_per_s"] = n / (r["ms"] / 1e3)
+        r["mfu"] = flops * r["tokens_per_s"] / (args.peak_tflops * 1e12) if device.type == "cuda" else None
+    ratio = rows["kd"]["ms"] / rows["ce_fused"]["ms"]
+    result = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "model": args.model,
+        "layer_spec": cfg.layer_spec,
+        "dtype": cfg.dtype,
+        "seq": args.seq,
+        "micro": args.micro,
+        "micro_batches": args.micro_batches,
+        "k": args.k,
+        "tokens_per_step": tokens,
+        "rows": rows,
+        "kd_over_ce_fused": ratio,
+        "torch": torch.__version__,
+    }
+    lines = [
+        f"# bench_train: {args.model} on {result['device']} ({cfg.layer_spec} spec, {cfg.dtype}), "
+        f"{args.micro_batches} x [{args.micro}, {args.seq}] per step, k={args.k}",
+        "",
+        "| row | ms/step | tokens/s | MFU | peak GiB | data wait |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in rows.items():
+        mfu = "-" if r["mfu"] is None else f"{r['mfu']:.1%}"
+        peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
+        lines.append(
+            f"| {name} | {r['ms']:.1f} | {r['tokens_per_s']:.0f} | {mfu} | {peak} | {r['data_wait_fraction']:.2%} |"
+        )
+    lines += ["", f"KD / fused CE-only step time: {ratio:.3f} (target <= 1.10)"]
+    print("\n".join(lines))
+    if args.out_dir:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"train_{args.model}_{device.type}"
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
