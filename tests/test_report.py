@@ -255,3 +255,25 @@ def test_parallel_scan_gives_the_same_report(scored_store, small_dataset, tmp_pa
     for key in ("verdict", "checks", "statistics", "storage", "shards"):
         assert one[key] == two[key], key
     assert list(two["checks"]["finite"]["shards"]) == [stems(store)[1]]
+
+
+def test_entropy_estimate_is_the_documented_lower_bound():
+    from vpmoe.report.stats import row_metrics
+
+    rng = np.random.default_rng(0)
+    V, k = 5000, 64
+    logits = rng.normal(0, 3, (200, V))
+    p_full = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p_full /= p_full.sum(axis=1, keepdims=True)
+    # Exact cases: the tail is one token (row 0), or tokens of probability p_k (row 1).
+    p_full[0] = np.r_[np.full(k, 0.9 / k), 0.1, np.zeros(V - k - 1)]
+    p_full[1] = np.r_[np.full(k, 1 / (k + 10)), np.full(10, 1 / (k + 10)), np.zeros(V - k - 10)]
+    true = -(p_full * np.log(np.where(p_full > 0, p_full, 1))).sum(axis=1)
+    p = -np.sort(-p_full, axis=1)[:, :k].astype(np.float32)
+    x = np.log(p)
+    mass, h_topk = p.sum(axis=1), -(p * x).sum(axis=1)
+    est = row_metrics(p, x, mass, h_topk, np.zeros(len(p), np.float32), np.ones(len(p)))["entropy"]
+    m, pk = np.maximum(1 - mass, 0), p[:, -1]
+    gap_bound = m * (np.log(V - k) - np.maximum(0, np.log(np.maximum(m, 1e-30) / pk)))
+    assert (est <= true + 1e-4).all() and (true - est <= gap_bound + 1e-4).all()
+    assert np.allclose(est[:2], true[:2], atol=1e-4)

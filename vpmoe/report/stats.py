@@ -12,8 +12,8 @@ Entropy estimator (nats). With top-k probabilities p_1 >= ... >= p_k and tail ma
 The tail's true contribution is -m log m + m H(q) (q: the tail renormalised). Every tail token has
 p <= p_k, so H(q) >= log(m / p_k) (min-entropy bound), and H(q) >= 0; the estimate takes the larger of
 the two lower bounds, so it is a lower bound on the full-vocabulary entropy, exact when the tail is one
-token or spread over tokens of probability p_k. The gap to the true value is at most
-m log((V - k) / max(m, p_k)) (the tail spread uniformly over the V - k other ids).
+token or spread over tokens of probability p_k. Since H(q) <= log(V - k) (the tail spread uniformly over
+the V - k other ids), the gap to the true value is at most m (log(V - k) - max(0, log(m / p_k))).
 """
 
 from __future__ import annotations
