@@ -36,6 +36,11 @@ def main(cfg: DictConfig) -> None:
     except (ManifestError, ReportError) as e:
         log.error("%s", e)
         sys.exit(1)
+    except OSError as e:  # e.g. a read-only store and the default output inside it
+        log.error(
+            "cannot read the store or write the report (%s); for a read-only store pass output=<dir>", e
+        )
+        sys.exit(1)
     for name in report.checks.failed():
         findings = report.checks.findings[name]
         shard, f = next(iter(findings.items()))
