@@ -16,6 +16,7 @@ demo: env
 	$(PY) -m pipelines.prepare input=$(SAMPLE) output=$(DEMO_DIR)/prepared prepare=debug overwrite=true
 	@test -f $(DEMO_DIR)/teacher/config.json || $(PY) -m pipelines.tiny_teacher output=$(DEMO_DIR)/teacher
 	$(PY) -m pipelines.score dataset=$(DEMO_DIR)/prepared teacher=cpu teacher.model=$(DEMO_DIR)/teacher output=$(DEMO_DIR)/store
+	$(PY) -m pipelines.report store=$(DEMO_DIR)/store dataset=$(DEMO_DIR)/prepared
 
 lint: env
 	$(VENV)/bin/ruff check .
