@@ -1,13 +1,14 @@
 """Teacher-store benchmarks (CPU): the scorer's own work, compression choices, reader fetches, and the
 end-to-end overhead of `pipelines.score` over vLLM alone.
 
-    .venv/bin/python benchmarks/bench_store.py [--positions 200000] [--e2e] [--out benchmarks/results/store_cpu.md]
+    .venv/bin/python benchmarks/bench_store.py [--positions 200000] [--dataset D --store S]
+        [--teacher T --e2e-dataset D2] [--out benchmarks/results/store_cpu.md]
 
 1. convert+write: vLLM-shaped flat prompt logprobs (lists, as vLLM returns them) -> validated rows ->
    compressed Zarr shard, positions per CPU-second (targets >= 200k/s per core).
 2. codecs: bytes per position of the candidate encodings on the same teacher rows.
 3. reader: random sample-id fetches, positions per CPU-second (target >= 500k/s per core).
-4. --e2e: `score()` on a prepared sample slice vs `LLM.generate` alone on the same prompts (target < 1.10).
+4. --e2e-dataset: `score()` on a (small) prepared dataset vs `LLM.generate` alone on the same prompts (target < 1.10).
 Rows come from the tiny teacher when a store exists, else synthetic rows with a trained-like shape.
 """
 
@@ -161,7 +162,7 @@ def main() -> None:
     ap.add_argument("--dataset", help="prepared dir for the reader/e2e benchmark")
     ap.add_argument("--store", help="scored store for the reader benchmark")
     ap.add_argument("--teacher", help="tiny teacher dir for --e2e")
-    ap.add_argument("--e2e", action="store_true")
+    ap.add_argument("--e2e-dataset", help="prepared dir for the end-to-end ratio (small: it is scored twice)")
     ap.add_argument("--out", default="benchmarks/results/store_cpu.md")
     args = ap.parse_args()
     import numcodecs
@@ -189,42 +190,50 @@ def main() -> None:
             store_root = tmp / "store"
             results["reader_synthetic_note"] = "pass --dataset/--store for the reader benchmark"
             del store_root
-        if args.e2e:
-            results["e2e"] = bench_e2e(Path(args.dataset), Path(args.teacher), tmp)
+        if args.e2e_dataset:
+            results["e2e"] = bench_e2e(Path(args.e2e_dataset), Path(args.teacher), tmp)
             print("e2e", results["e2e"], flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_report(results, Path(args.out))
 
 
-def bench_e2e(dataset: Path, teacher: Path, tmp: Path) -> dict:
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    from vpmoe.data.prepared import PreparedDataset
-    from vpmoe.teacher.engine import TeacherConfig, VllmTeacher
-    from vpmoe.teacher.score import ScoreConfig, score
+_E2E_CHILD = """
+import json, os, sys, time
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from vpmoe.data.prepared import PreparedDataset
+from vpmoe.teacher.engine import TeacherConfig, VllmTeacher
+from vpmoe.teacher.score import ScoreConfig, score
+cfg = TeacherConfig(model={teacher!r}, dtype="float32", gpu_memory_utilization=0.1, max_model_len=4096, enforce_eager=True)
+t0 = time.perf_counter()
+if {part!r} == "vllm":
+    ds = PreparedDataset({dataset!r})
+    prompts = [ds.read_shard(n).sequence(i)[0].tolist() for n in ds.shard_names for i in range(len(ds.read_shard(n)))]
+    VllmTeacher(cfg, 201088).score(prompts)
+    out = {{"seconds": time.perf_counter() - t0}}
+else:
+    res = score({dataset!r}, {output!r}, cfg, ScoreConfig())
+    out = {{"seconds": time.perf_counter() - t0, "positions": res.positions, "bytes_per_position": res.bytes_per_position}}
+print("RESULT " + json.dumps(out))
+"""
 
-    cfg = TeacherConfig(
-        model=str(teacher),
-        dtype="float32",
-        gpu_memory_utilization=0.1,
-        max_model_len=4096,
-        enforce_eager=True,
-    )
-    ds = PreparedDataset(dataset)
-    prompts = [
-        ds.read_shard(n).sequence(i)[0].tolist() for n in ds.shard_names for i in range(len(ds.read_shard(n)))
-    ]
-    engine = VllmTeacher(cfg, V)
-    engine.score(prompts[:1])  # warm-up
-    t0 = time.perf_counter()
-    engine.score(prompts)
-    vllm_alone = time.perf_counter() - t0
-    del engine
-    t0 = time.perf_counter()
-    res = score(dataset, tmp / "e2e", cfg, ScoreConfig())
-    ours = time.perf_counter() - t0
-    return {"positions": res.positions, "vllm_alone_s": vllm_alone, "score_s": ours, "ratio": ours / vllm_alone,
-            "bytes_per_position": res.bytes_per_position}  # fmt: skip
+
+def bench_e2e(dataset: Path, teacher: Path, tmp: Path) -> dict:
+    """Each side in a fresh process (one vLLM engine per process), engine start included on both."""
+    import subprocess
+
+    def run(part: str) -> dict:
+        code = _E2E_CHILD.format(repo=str(Path(__file__).resolve().parents[1]), teacher=str(teacher),
+                                 dataset=str(dataset), output=str(tmp / "e2e"), part=part)  # fmt: skip
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        line = next(x for x in res.stdout.splitlines() if x.startswith("RESULT "))
+        return json.loads(line.removeprefix("RESULT "))
+
+    alone, ours = run("vllm"), run("score")
+    return {"positions": ours["positions"], "vllm_alone_s": alone["seconds"], "score_s": ours["seconds"],
+            "ratio": ours["seconds"] / alone["seconds"], "bytes_per_position": ours["bytes_per_position"]}  # fmt: skip
 
 
 def write_report(r: dict, out: Path) -> None:

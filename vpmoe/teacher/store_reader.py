@@ -3,16 +3,22 @@
 Open with the prepared dataset and the store: the store's recorded dataset manifest hash must equal the
 dataset's, and every dataset shard must be committed. Fetch returns one sample's rows.
 
+Fast path: a fetch needs a few hundred rows of five arrays; zarr's generic indexing costs ~0.7 ms per
+call in overhead alone (measured: 5.4 ms per fetch, ~60k positions/s). The reader therefore decodes the
+chunks of the layout `TeacherStore` writes itself -- verify the crc32c (zarr's `crc32c` codec: a native
+uint32 appended to the blosc frame), blosc-decompress, view as the array's dtype -- and keeps the most
+recent chunks per array in an LRU cache. Anything but that exact layout is refused, never guessed at.
+
 Fork safety: zarr runs an asyncio loop in background threads; a process forked after zarr started holds
-a copy of a lock no thread will release, and deadlocks. The reader therefore opens zarr lazily, in the
-process that reads, and refuses to be used after a fork once it has read (use DataLoader workers with
-`multiprocessing_context="spawn"`; the reader pickles without its zarr handles).
+a copy of a lock no thread will release, and deadlocks. The reader never starts zarr (metadata is read
+as JSON, chunks with numcodecs), holds no thread or file handle between calls, and pickles without its
+caches, so it is safe in forked and spawned DataLoader workers alike.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,34 +93,19 @@ class TeacherStoreReader:
                 f"{self.root}: {len(incomplete)} of {len(self.dataset.manifest.shards)} shard(s) not committed "
                 f"({', '.join(incomplete[:5])}{'...' if len(incomplete) > 5 else ''}); rerun pipelines.score to finish"
             )
-        self._pid = os.getpid()
-        self._arrays: dict[int, dict] | None = None
+        self._arrays: dict[int, dict[str, ChunkedArray]] = {}
         self._offsets: dict[int, np.ndarray] = {}
 
     def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_arrays"] = None
-        state["_pid"] = None
-        return state
+        return {**self.__dict__, "_arrays": {}, "_offsets": {}}
 
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._pid = os.getpid()
-
-    def _open(self, si: int) -> dict:
-        if self._arrays is not None and self._pid != os.getpid():
-            raise StoreError(
-                "TeacherStoreReader used in a forked child after reading in the parent: zarr's threads "
-                "deadlock under fork. Use spawned workers (multiprocessing_context='spawn')."
-            )
-        if self._arrays is None:
-            self._arrays, self._pid = {}, os.getpid()
+    def _open(self, si: int) -> dict[str, ChunkedArray]:
         if si not in self._arrays:
-            import zarr
-
-            group = zarr.open_group(str(self.root / SHARDS / self.stems_by_dataset_index(si)), mode="r")
-            self._arrays[si] = {name: group[name] for name in ARRAYS}
-            self._offsets[si] = self._arrays[si]["seq_offsets"][:]
+            group = self.root / SHARDS / self.stems_by_dataset_index(si)
+            self._arrays[si] = {name: ChunkedArray(group / name) for name in ARRAYS}
+            self._offsets[si] = self._arrays[si]["seq_offsets"].read(
+                0, self._arrays[si]["seq_offsets"].shape[0]
+            )
         return self._arrays[si]
 
     def stems_by_dataset_index(self, si: int) -> str:
@@ -131,14 +122,78 @@ class TeacherStoreReader:
         arrays = self._open(si)
         a, b = (int(x) for x in self._offsets[si][j : j + 2])
         return TeacherRows(
-            positions=arrays["positions"][a:b],
-            topk_ids=arrays["topk_ids"][a:b].astype(np.int64),
-            topk_logprobs=arrays["topk_logprobs"][a:b].astype(np.float32),
-            target_logprob=arrays["target_logprob"][a:b],
-            target_rank=arrays["target_rank"][a:b].astype(np.int64),
+            positions=arrays["positions"].read(a, b),
+            topk_ids=arrays["topk_ids"].read(a, b, np.int64),
+            topk_logprobs=arrays["topk_logprobs"].read(a, b, np.float32),
+            target_logprob=arrays["target_logprob"].read(a, b),
+            target_rank=arrays["target_rank"].read(a, b, np.int64),
         )
 
     def read_shard(self, stem: str) -> ShardArrays:
         si = next(i for i, e in enumerate(self.dataset.manifest.shards) if shard_stem(e.name) == stem)
         arrays = self._open(si)
-        return ShardArrays(**{name: arrays[name][:] for name in ARRAYS})
+        return ShardArrays(**{name: arrays[name].read(0, arrays[name].shape[0]) for name in ARRAYS})
+
+
+class ChunkedArray:
+    """Row ranges of one store array, decoded chunk by chunk with an LRU cache (see module docstring)."""
+
+    CACHE_CHUNKS = 16  # per array: 16 x 2048 rows x 64 x 4 bytes = 8 MiB for topk_ids
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            meta = json.loads((path / "zarr.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise StoreError(f"{path}: unreadable array metadata ({e})") from e
+        codecs = meta.get("codecs", [])
+        layout_ok = (
+            [c.get("name") for c in codecs] == ["bytes", "blosc", "crc32c"]
+            and codecs[0].get("configuration", {}).get("endian") == "little"
+            and meta.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
+            and meta.get("chunk_grid", {}).get("name") == "regular"
+        )
+        if not layout_ok:
+            raise StoreError(f"{path}: not the layout TeacherStore writes (bytes/blosc/crc32c, default keys)")
+        self.shape = tuple(meta["shape"])
+        self.chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def _chunk(self, i: int) -> np.ndarray:
+        hit = self._cache.get(i)
+        if hit is not None:
+            self._cache.move_to_end(i)
+            return hit
+        import google_crc32c
+        from numcodecs import blosc
+
+        key = self.path / "c" / "/".join([str(i)] + ["0"] * (len(self.shape) - 1))
+        try:
+            raw = key.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"{key}: chunk missing (every chunk of a committed shard is written)") from None
+        body, stored = raw[:-4], int.from_bytes(raw[-4:], "little")
+        if len(raw) < 4 or google_crc32c.value(body) != stored:
+            raise StoreError(f"{key}: crc32c checksum mismatch: the chunk is corrupted")
+        chunk = np.frombuffer(blosc.decompress(body), dtype=self.dtype).reshape(self.chunk_shape)
+        self._cache[i] = chunk
+        if len(self._cache) > self.CACHE_CHUNKS:
+            self._cache.popitem(last=False)
+        return chunk
+
+    def read(self, a: int, b: int, dtype=None) -> np.ndarray:
+        """Rows [a, b) as a new array (of `dtype`, default the stored one in native byte order)."""
+        rows = self.chunk_shape[0]
+        dtype = np.dtype(dtype) if dtype is not None else self.dtype.newbyteorder("=")
+        if b <= a:
+            return np.empty((0, *self.shape[1:]), dtype=dtype)
+        parts = [
+            self._chunk(c)[max(a - c * rows, 0) : min(b - c * rows, rows)]
+            for c in range(a // rows, (b - 1) // rows + 1)
+        ]
+        if len(parts) == 1:
+            return parts[0].astype(dtype, copy=True)
+        out = np.empty((b - a, *self.shape[1:]), dtype=dtype)
+        np.concatenate(parts, out=out, casting="unsafe")
+        return out
