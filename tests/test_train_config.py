@@ -110,7 +110,7 @@ def test_multirun_sweep_one_dir_per_job_and_summary(tmp_path, small_dataset, sco
     args = [
         sys.executable, "-m", "pipelines.train", "-m", f"dataset={small_dataset}", f"store={scored_store}",
         "experiment=cpu_debug", "train.max_steps=1", "data.global_batch_size=1", "data.micro_batch_size=1",
-        "data.num_workers=0", "data.eval_fraction=0.2", "data.eval_max_samples=1", "checkpoint.interval=0",
+        "data.num_workers=0", "data.eval_fraction=0.2", "data.eval_max_samples=1", "checkpoint.interval=0", "train.eval_interval=0",
         f"hydra.sweep.dir={sweep}", "loss.weights.reasoning=0.5,1.0",
     ]  # fmt: skip
     env = {

@@ -203,3 +203,20 @@ def test_missing_dataset_is_refused(scored_store, tmp_path):
 
     with pytest.raises(ManifestError, match="no dataset manifest"):
         TeacherStoreReader(Path(tmp_path), scored_store)
+
+
+def test_pad_batch_only_adds_masked_padding(small_dataset, scored_store, index):
+    from vpmoe.train.data import pad_batch
+
+    idx, k = index
+    b = MicroBatchBuilder(small_dataset, scored_store, idx, k).build(np.array([0]))
+    s = b["input_ids"].shape[1]
+    p = pad_batch(b, 2, s + 5)
+    assert p["input_ids"].shape == (2, s + 5) and p["teacher_ids"].shape == (2, s + 5, k)
+    for key in ("input_ids", "labels", "position_spans", "teacher_ids", "teacher_logprobs"):
+        assert torch.equal(p[key][:1, :s], b[key]), key
+    assert (p["labels"][:, s:] == IGNORE_INDEX).all() and (p["labels"][1] == IGNORE_INDEX).all()
+    assert (p["position_spans"][1] == -1).all() and p["lengths"].tolist() == [b["lengths"].item(), 0]
+    assert int(p["tokens"]) == int(b["tokens"]) and int(p["padded_tokens"]) == 2 * (s + 5)
+    with pytest.raises(ValueError, match="cannot pad"):
+        pad_batch(b, 1, s - 1)

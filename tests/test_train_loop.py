@@ -92,7 +92,7 @@ def test_loss_falls_and_outputs(reference_run):
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     assert rows[-1]["kl"] < rows[0]["kl"] - 0.3, [r["kl"] for r in rows]
     ev = evals(run_dir)
-    assert [e[0] for e in ev] == [2, 4] and ev[1][1] < ev[0][1], ev
+    assert [e[0] for e in ev] == [0, 2, 4] and ev[2][1] < ev[1][1] < ev[0][1], ev
     for r in rows:  # every figure of the contract is there and sane
         assert 0 < r["teacher_mass"] <= 1 and 0 <= r["student_mass"] <= 1 and 0 <= r["top1"] <= 1
         assert 0 <= r["padding_fraction"] < 1 and 0 <= r["data_wait_fraction"] < 1
@@ -167,4 +167,4 @@ def test_non_finite_step_stops_the_run_before_the_update(tmp_path, small_dataset
     with pytest.raises(NonFiniteError, match=r"step 1: .*non-finite gradients: True"):
         train(tmp_path, small_dataset, scored_store, "train.max_steps=1")
     assert complete_checkpoints(tmp_path / "checkpoints") == []
-    assert read_metrics(tmp_path / "metrics.jsonl") == []
+    assert read_metrics(tmp_path / "metrics.jsonl", "train") == []  # only the step-0 eval

@@ -17,7 +17,14 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
 from vpmoe.data.harmony_render import IGNORE_INDEX
-from vpmoe.model.build import ParallelConfig, build_student, forward_student, init_parallel, teardown_parallel
+from vpmoe.model.build import (
+    ParallelConfig,
+    _global_param_name,
+    build_student,
+    forward_student,
+    init_parallel,
+    teardown_parallel,
+)
 from vpmoe.model.config import StudentConfig
 from vpmoe.teacher.store_reader import TeacherStoreReader
 from vpmoe.train.data import DataConfig, MicroBatchBuilder, SampleIndex, epoch_steps, split_step
@@ -45,7 +52,9 @@ def _port() -> str:
         return str(s.getsockname()[1])
 
 
-def step_and_grads(dataset, store, *, micro: int, dp: int, rank: int) -> tuple[torch.Tensor, dict]:
+def step_and_grads(
+    dataset, store, *, micro: int, dp: int, rank: int, ep: int = 1
+) -> tuple[torch.Tensor, dict]:
     """One step's packed sums and the reduced gradients, on the first global batch of the plan."""
     reader = TeacherStoreReader(dataset, store)
     index = SampleIndex.build(reader.dataset, 0.2)
@@ -60,7 +69,13 @@ def step_and_grads(dataset, store, *, micro: int, dp: int, rank: int) -> tuple[t
     out = step_gradients(
         ddp, opt, batches, LOSS, dp=dp, dp_group=parallel_state.get_data_parallel_group(), device=CPU
     )
-    grads = {n: p.main_grad.detach().clone() for n, p in model.named_parameters()}
+    # Expert parameters by their global index: under expert parallelism each rank holds a slice of them.
+    ep_rank = parallel_state.get_expert_model_parallel_rank()
+    num_local = tiny().num_moe_experts // ep
+    grads = {
+        _global_param_name(n, num_local, ep_rank): p.main_grad.detach().clone()
+        for n, p in model.named_parameters()
+    }
     return out["packed"], grads
 
 
@@ -96,17 +111,27 @@ def _dp2_worker(rank: int, port: str, dataset: str, store: str, out: str) -> Non
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port
     )
     torch.set_num_threads(1)
-    init_parallel(ParallelConfig(), device=CPU)
-    try:
-        torch.save(step_and_grads(dataset, store, micro=1, dp=2, rank=rank), Path(out) / f"rank{rank}.pt")
-    finally:
-        teardown_parallel()
+    torch.distributed.init_process_group(backend="gloo")  # ours: kept across the two layouts
+    for layout, ep in (("dp2", 1), ("dp2-ep2", 2)):
+        init_parallel(ParallelConfig(expert_parallel=ep), device=CPU)
+        try:
+            result = step_and_grads(dataset, store, micro=1, dp=2, rank=rank, ep=ep)
+            torch.save(result, Path(out) / f"{layout}-rank{rank}.pt")
+        finally:
+            teardown_parallel()
+    torch.distributed.destroy_process_group()
 
 
-def test_data_parallel_two_processes_match_one(reference, small_dataset, scored_store, tmp_path):
+def test_data_and_expert_parallel_two_processes_match_one(reference, small_dataset, scored_store, tmp_path):
+    """DP=2, and DP=2 x EP=2 (each rank holds half of the experts), over two gloo processes."""
     mp.spawn(_dp2_worker, args=(_port(), str(small_dataset), str(scored_store), str(tmp_path)), nprocs=2)
     for rank in range(2):
-        assert_same(torch.load(tmp_path / f"rank{rank}.pt", weights_only=False), reference)
+        assert_same(torch.load(tmp_path / f"dp2-rank{rank}.pt", weights_only=False), reference)
+    ranks = [torch.load(tmp_path / f"dp2-ep2-rank{r}.pt", weights_only=False) for r in range(2)]
+    assert ranks[0][1].keys() != ranks[1][1].keys()
+    merged = {**ranks[0][1], **ranks[1][1]}
+    assert_same((ranks[0][0], merged), reference)
+    assert_same((ranks[1][0], merged), reference)
 
 
 def test_objective_is_the_span_normalized_sum(reference, small_dataset, scored_store):

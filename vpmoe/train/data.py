@@ -180,6 +180,27 @@ class MicroBatchBuilder:
         }
 
 
+def pad_batch(batch: dict[str, torch.Tensor], b: int, s: int) -> dict[str, torch.Tensor]:
+    """Right-pad a built micro-batch to [b, s] rows x positions (padding: token 0, label -100, span -1,
+    teacher zeros; `lengths` unchanged, so the padding mask covers it). Used where every rank of a group
+    needs the same shape (the allgather MoE dispatcher under expert parallelism)."""
+    b0, s0 = batch["input_ids"].shape
+    if (b0, s0) == (b, s):
+        return batch
+    if b < b0 or s < s0:
+        raise ValueError(f"cannot pad a [{b0}, {s0}] micro-batch to [{b}, {s}]")
+    fill = {"labels": IGNORE_INDEX, "position_spans": -1}
+    out = dict(batch)
+    for key in ("input_ids", "labels", "position_spans", "teacher_ids", "teacher_logprobs"):
+        x = batch[key]
+        padded = torch.full((b, s, *x.shape[2:]), fill.get(key, 0), dtype=x.dtype)
+        padded[:b0, :s0] = x
+        out[key] = padded
+    out["lengths"] = torch.cat([batch["lengths"], torch.zeros(b - b0, dtype=batch["lengths"].dtype)])
+    out["padded_tokens"] = torch.tensor(b * s)
+    return out
+
+
 def steps_per_epoch(index: SampleIndex, cfg: DataConfig) -> int:
     """Optimizer steps in one epoch (the same for every epoch: the remainder is dropped each time)."""
     return int((~index.held_out).sum()) // cfg.global_batch_size

@@ -11,7 +11,7 @@ import torch
 
 from vpmoe.data.harmony_render import Span
 from vpmoe.model.build import forward_student
-from vpmoe.train.data import MicroBatchBuilder
+from vpmoe.train.data import MicroBatchBuilder, pad_batch
 from vpmoe.train.loss import LOSS_SPAN_IDS, LossConfig, head_loss
 
 SPANS = ("reasoning", "final")
@@ -38,6 +38,23 @@ def padding_mask(batch: dict, device: torch.device) -> torch.Tensor:
     return (torch.arange(s)[None, :] >= batch["lengths"][:, None]).to(device)
 
 
+def common_shapes(model, micro: list[dict], device) -> list[dict]:
+    """Under expert parallelism with the allgather dispatcher (CPU), every rank of the expert group must
+    run micro-batch j with the same [b, s] (build.py _check_allgather_token_counts): pad to the group's max.
+    The padding is masked (labels -100, padding mask), so the loss and gradients do not change."""
+    from megatron.core import parallel_state
+
+    # model: the GPTModel or megatron's DDP around it; both carry the TransformerConfig as .config
+    if model.config.moe_token_dispatcher_type != "allgather":
+        return micro
+    group = parallel_state.get_expert_tensor_and_model_parallel_group()
+    if group is None or group.size() == 1:
+        return micro
+    shapes = torch.tensor([list(mb["input_ids"].shape) for mb in micro], dtype=torch.long, device=device)
+    torch.distributed.all_reduce(shapes, op=torch.distributed.ReduceOp.MAX, group=group)
+    return [pad_batch(mb, int(b), int(s)) for mb, (b, s) in zip(micro, shapes.tolist(), strict=True)]
+
+
 @torch.no_grad()
 def evaluate(
     model,
@@ -55,7 +72,7 @@ def evaluate(
     try:
         sums = torch.zeros(len(LOSS_SPAN_IDS), len(SUMS), dtype=torch.float64, device=device)
         for samples, real in micro:
-            batch = builder.build(samples)
+            batch = common_shapes(model, [builder.build(samples)], device)[0]
             ids = batch["input_ids"].to(device)
             out = forward_student(model, ids, padding_mask=padding_mask(batch, device))
             res = head_loss(

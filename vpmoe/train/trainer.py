@@ -40,7 +40,7 @@ from vpmoe.model.config import StudentConfig
 from vpmoe.teacher.store_reader import TeacherStoreReader
 from vpmoe.train import checkpoint as ckpt
 from vpmoe.train.data import DataConfig, MicroBatchBuilder, SampleIndex, TrainLoader, eval_batches
-from vpmoe.train.evaluate import SPANS, evaluate, head_sums, padding_mask, rank_eval_batches
+from vpmoe.train.evaluate import SPANS, common_shapes, evaluate, head_sums, padding_mask, rank_eval_batches
 from vpmoe.train.loss import LossConfig, head_loss, span_counts, token_weights
 from vpmoe.train.metrics import (
     H100_BF16_PEAK_TFLOPS,
@@ -70,7 +70,9 @@ class NonFiniteError(RuntimeError):
 class TrainConfig:
     max_steps: int  # stop after this many optimizer steps in total (a resumed run continues to it)
     log_interval: int = 1  # step line every N steps (metrics.jsonl gets every step)
-    eval_interval: int = 0  # held-out eval every N steps; 0 = only at the end (the end always evaluates)
+    # Held-out eval every N steps and at step 0 of a fresh run (the baseline); 0 = only at the end. The end
+    # of a run always evaluates.
+    eval_interval: int = 0
     device: str = "cpu"  # cpu (gloo) | cuda (NCCL; one GPU per process, LOCAL_RANK)
     seed: int = 1234  # model initialization and the process RNGs
     peak_tflops: float = H100_BF16_PEAK_TFLOPS  # per GPU, the MFU denominator (GPU only)
@@ -152,14 +154,22 @@ def open_data(spec: RunSpec) -> tuple[TeacherStoreReader, SampleIndex]:
 
 class Trainer:
     def __init__(self, spec: RunSpec) -> None:
-        from megatron.core import parallel_state
-
         self.spec = spec
         self.device = _device(spec.train)
         self.reader, self.index = open_data(spec)
         self.run_dir = Path(spec.run_dir)
         _single_process_env()
         init_parallel(spec.parallel, device=self.device)
+        try:
+            self._setup()
+        except BaseException:
+            teardown_parallel()  # a refused resume or a bad config must not leave megatron initialized
+            raise
+
+    def _setup(self) -> None:
+        from megatron.core import parallel_state
+
+        spec = self.spec
         self.rank = torch.distributed.get_rank()
         self.dp = parallel_state.get_data_parallel_world_size()
         self.dp_rank = parallel_state.get_data_parallel_rank()
@@ -275,6 +285,8 @@ class Trainer:
         last = None
         it = iter(self.loader)
         try:
+            if self.step == 0 and spec.train.eval_interval:
+                self._eval()  # the untrained baseline of a fresh run: what the eval curve falls from
             while self.step < spec.train.max_steps:
                 t0 = time.perf_counter()
                 micro = next(it)
@@ -355,6 +367,7 @@ def step_gradients(ddp, opt, micro: list[dict], cfg: LossConfig, *, dp: int, dp_
     all summed over micro-batches and data-parallel ranks), "bad_grads": bool (any rank), "counts"}.
     Collective over the data-parallel group (and the world, for the finite flag).
     """
+    micro = common_shapes(ddp, micro, device)
     counts = span_counts([mb["position_spans"] for mb in micro]).to(device)
     torch.distributed.all_reduce(counts, group=dp_group)
     counts = counts.cpu()
