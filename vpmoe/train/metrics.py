@@ -22,7 +22,8 @@ def flops_per_token(cfg: StudentConfig, mean_seq_len: float) -> float:
     """Model FLOPs of one token, forward + backward (x3 of forward), counting what runs:
     attention projections, the top-k experts' SwiGLU GEMMs, the router, the LM head, and the causal
     attention scores (QK^T and AV over on average s/2 keys). Embedding lookups and norms are free.
-    Same accounting as Megatron-LM's `num_floating_point_operations` (training.py), per token."""
+    The usual 6 x parameters-per-token rule (Kaplan et al. 2020, arXiv:2001.08361, section 2.1) over the
+    parameters a token actually runs through, plus the attention scores."""
     h, L = cfg.hidden_size, cfg.num_layers
     kv = cfg.num_query_groups * cfg.head_dim
     attn_proj = h * h + 2 * h * kv + h * h  # q, k, v, o
