@@ -15,6 +15,20 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _cuda_present() -> bool:
+    import torch  # importing torch does not import triton
+
+    return torch.cuda.is_available()
+
+
+# Without a GPU, Triton kernels can only run in its CPU interpreter, and TRITON_INTERPRET=1 must be set
+# before triton is first imported in the process: triton.language's own helpers (tl.max, tl.sum, ...) are
+# @jit functions bound to the mode at import, and transformers, megatron and vLLM all import triton early.
+# CLI subprocesses (run_module) get the environment without it.
+if not _cuda_present():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
@@ -75,9 +89,16 @@ def renderer():
     return HarmonyRenderer(TemplateConfig())
 
 
+def cli_env() -> dict[str, str]:
+    """The environment a user's shell would give a pipeline (no test-only TRITON_INTERPRET)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", PYTHONUNBUFFERED="1")
+    return env
+
+
 def run_module(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run `python -m <module> args...` from the repo root, as a user would."""
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "PYTHONUNBUFFERED": "1"}
+    env = cli_env()
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=REPO,

