@@ -150,7 +150,7 @@ def sparse_kl(
         _GROUPS[group_name] = process_group
     elif vocab_start != 0:
         raise ValueError("vocab_start != 0 needs the process_group that holds the other vocab shards")
-    _validate_ids(teacher_ids, labels, weight.shape[0], vocab_start, process_group)
+    _validate_ids(teacher_ids, labels, weight.shape[0], vocab_start, process_group, teacher_logprobs)
 
     if token_weights is None:
         token_weights = torch.ones(T, dtype=torch.float32, device=hidden.device)
@@ -190,8 +190,17 @@ def _check_triton_usable(device: torch.device) -> None:
         raise RuntimeError(f"impl='triton' needs the triton package: {e}") from e
 
 
-def _validate_ids(teacher_ids: Tensor, labels: Tensor, v_local: int, vocab_start: int, group) -> None:
-    """Fail loudly on out-of-range ids of supervised rows (one host sync per call)."""
+def _validate_ids(
+    teacher_ids: Tensor,
+    labels: Tensor,
+    v_local: int,
+    vocab_start: int,
+    group,
+    teacher_logprobs: Tensor | None = None,
+) -> None:
+    """Fail loudly on out-of-range ids and non-finite teacher log-probs of supervised rows (one host sync
+    per call). A NaN log-prob would otherwise vanish from the loss (p log p is masked where p = 0) yet
+    poison the gradient."""
     v_total = v_local
     if group is not None:
         import torch.distributed as dist
@@ -202,7 +211,12 @@ def _validate_ids(teacher_ids: Tensor, labels: Tensor, v_local: int, vocab_start
     valid = labels != IGNORE_INDEX
     bad_ids = ((teacher_ids < 0) | (teacher_ids >= v_total)) & valid[:, None]
     bad_lab = ((labels < 0) | (labels >= v_total)) & valid
-    counts = torch.stack([bad_ids.sum(), bad_lab.sum()]).tolist()
+    bad_lp = (
+        (~torch.isfinite(teacher_logprobs) & valid[:, None]) if teacher_logprobs is not None else bad_lab[:0]
+    )
+    counts = torch.stack([bad_ids.sum(), bad_lab.sum(), bad_lp.sum()]).tolist()
+    if counts[2]:
+        raise ValueError(f"{counts[2]} teacher log-probs of supervised rows are not finite (NaN or inf)")
     if counts[0] or counts[1]:
         raise ValueError(
             f"{counts[0]} teacher ids and {counts[1]} labels of supervised rows are outside [0, {v_total}) "

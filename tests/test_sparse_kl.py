@@ -340,3 +340,18 @@ def test_vocab_parallel_two_gloo_ranks_equal_single_process(tmp_path):
                     assert rel(res[key], v) < 1e-12, key
             assert rel(gh, gh1) < 1e-12
         assert rel(torch.cat([ranks[0][c][2], ranks[1][c][2]]), gw1) < 1e-12
+
+
+def test_non_finite_teacher_logprobs_are_rejected():
+    torch.manual_seed(0)
+    T, H, V, k = 6, 8, 31, 3
+    hidden, weight = torch.randn(T, H, requires_grad=True), torch.randn(V, H)
+    ids = torch.stack([torch.randperm(V)[:k] for _ in range(T)])
+    lps = torch.log_softmax(torch.randn(T, k), -1) - 0.1
+    labels = torch.randint(0, V, (T,))
+    labels[0] = -100
+    lps[0, 0] = float("nan")  # an ignored row may carry anything
+    assert torch.isfinite(sparse_kl(hidden, weight, ids, lps, labels, impl="torch").loss)
+    lps[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="1 teacher log-probs of supervised rows are not finite"):
+        sparse_kl(hidden, weight, ids, lps, labels, impl="torch")

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 VENV=${1:-.venv}
 PINS=deps/versions.txt
 STAMP="$VENV/.vpmoe-env-stamp"
+# One setup at a time per venv: a second caller waits here, then finds the stamp and returns.
+mkdir -p "$(dirname "$VENV")"
+exec 9>"$VENV.lock"
+flock 9
 want=$(sha256sum "$PINS" | cut -d' ' -f1)
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   exit 0
