@@ -240,6 +240,7 @@ def prepare(
             raise PrepareError(f"{p}: not a readable Parquet file ({e})") from e
         _check_schema(p, pf.schema_arrow, cfg.passthrough_columns)
         files.append(pf)
+    names = _source_names(paths)
     renderer = HarmonyRenderer(cfg.template)
     total_rows = sum(pf.metadata.num_rows for pf in files)
     reasons: Counter[str] = Counter()
@@ -256,7 +257,7 @@ def prepare(
                 rec = {"source": src, "row": row, "sample_id": sid, "reason": reason, "detail": detail}
                 rejects.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
-            for name, pf in zip(_source_names(paths), files, strict=True):
+            for name, pf in zip(names, files, strict=True):
                 row = 0
                 for batch in pf.iter_batches(batch_size=1024, columns=columns):
                     cols = {c: batch.column(c).to_pylist() for c in columns}
@@ -287,7 +288,7 @@ def prepare(
             prepare_config_hash=sha256_json(cfg.to_dict()),
             sources=[
                 {"name": n, "sha256": sha256_file(p), "rows": pf.metadata.num_rows}
-                for n, p, pf in zip(_source_names(paths), paths, files, strict=True)
+                for n, p, pf in zip(names, paths, files, strict=True)
             ],
             shards=entries,
             totals={

@@ -66,7 +66,6 @@ class TeacherIdentity:
     name: str
     weights_sha256: str
     config: dict
-    vocab_size: int
 
     def teacher_id(self, dtype: str, k: int) -> str:
         return f"{self.name}-{self.weights_sha256[:12]}-{dtype}-k{k}"
@@ -102,7 +101,6 @@ def teacher_identity(model_dir: str | Path, expected_vocab: int) -> TeacherIdent
         name=path.resolve().name,
         weights_sha256=h.hexdigest(),
         config=config,
-        vocab_size=vocab,
     )
 
 

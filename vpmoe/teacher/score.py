@@ -148,13 +148,14 @@ def _score_shard(
     stem = shard_stem(entry.name)
     shard = ds.read_shard(entry.name)
     sup = [shard.supervised_positions(i) for i in range(len(shard))]
+    lengths = np.diff(shard.offsets)
     writer = store.begin_shard(stem, num_positions=int(sum(len(s) for s in sup)), num_sequences=len(shard))
     try:
         i = 0
         while i < len(shard):
             j, tokens = i, 0
-            while j < len(shard) and (j == i or tokens + len(shard.sequence(j)[0]) <= batch_tokens):
-                tokens += len(shard.sequence(j)[0])
+            while j < len(shard) and (j == i or tokens + lengths[j] <= batch_tokens):
+                tokens += lengths[j]
                 j += 1
             outs = engine.score([shard.sequence(s)[0].tolist() for s in range(i, j)])
             for s, flat in zip(range(i, j), outs, strict=True):

@@ -72,7 +72,7 @@ class TeacherStoreReader:
                 f"{dataset_dir} is dataset {self.dataset.manifest_hash}: refusing to pair them"
             )
         self.k = int(self.attrs["k"])
-        self.stems: list[str] = []
+        self.stems: list[str] = []  # one per dataset shard, in manifest order (incomplete ones raise below)
         self.index: dict[str, tuple[int, int]] = {}
         incomplete = []
         for si, entry in enumerate(self.dataset.manifest.shards):
@@ -101,15 +101,12 @@ class TeacherStoreReader:
 
     def _open(self, si: int) -> dict[str, ChunkedArray]:
         if si not in self._arrays:
-            group = self.root / SHARDS / self.stems_by_dataset_index(si)
+            group = self.root / SHARDS / self.stems[si]
             self._arrays[si] = {name: ChunkedArray(group / name) for name in ARRAYS}
             self._offsets[si] = self._arrays[si]["seq_offsets"].read(
                 0, self._arrays[si]["seq_offsets"].shape[0]
             )
         return self._arrays[si]
-
-    def stems_by_dataset_index(self, si: int) -> str:
-        return shard_stem(self.dataset.manifest.shards[si].name)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -130,8 +127,7 @@ class TeacherStoreReader:
         )
 
     def read_shard(self, stem: str) -> ShardArrays:
-        si = next(i for i, e in enumerate(self.dataset.manifest.shards) if shard_stem(e.name) == stem)
-        arrays = self._open(si)
+        arrays = self._open(self.stems.index(stem))
         return ShardArrays(**{name: arrays[name].read(0, arrays[name].shape[0]) for name in ARRAYS})
 
 

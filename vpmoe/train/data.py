@@ -28,11 +28,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from vpmoe.data.harmony_render import IGNORE_INDEX, Span, position_spans
+from vpmoe.data.harmony_render import IGNORE_INDEX, position_spans
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.teacher.store_reader import TeacherStoreReader
-
-SPAN_NAMES = {Span.REASONING: "reasoning", Span.FINAL: "final"}
 
 
 @dataclass(kw_only=True)
