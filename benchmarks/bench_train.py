@@ -37,6 +37,7 @@ from omegaconf import OmegaConf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.profiling import busy_and_span_ms, kernel_timeline  # noqa: E402
 from vpmoe.data.harmony_render import Span  # noqa: E402
 from vpmoe.model.build import (  # noqa: E402
     ParallelConfig,
@@ -106,6 +107,23 @@ def time_steps(step_fn, device, *, warmup: int, steps: int) -> dict:
     return {"ms": ms, "data_wait_fraction": sum(waits) / sum(times), "peak_gib": peak}
 
 
+def profile_step(name: str, fn, out: Path) -> None:
+    """One step under torch.profiler: the top CUDA ops and how busy the GPU was over the step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    out.mkdir(parents=True, exist_ok=True)
+    kern, _ = kernel_timeline(prof, out)
+    busy, span = busy_and_span_ms(kern)
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=30)
+    head = f"{name}: {len(kern)} kernels, GPU busy {busy:.1f} ms over {span:.1f} ms\n"
+    print(head + table, flush=True)
+    (out / f"profile_{name}.txt").write_text(head + table)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="small")
@@ -122,6 +140,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=4, help="loader workers for the kd_loader row")
     ap.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS)
     ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--profile", action="store_true", help="profile one kd and one megatron_ce step (CUDA)")
     args = ap.parse_args()
 
     device = torch.device(args.device, 0) if args.device == "cuda" else torch.device("cpu")
@@ -193,6 +212,9 @@ def main() -> int:
         opt.step()
 
     rows["megatron_ce"] = time_steps(megatron_ce, device, warmup=args.warmup, steps=args.steps)
+    if args.profile and device.type == "cuda":
+        for name, fn in (("kd", head_step(LossConfig(impl=impl), kd_micro)), ("megatron_ce", megatron_ce)):
+            profile_step(name, fn, Path(args.out_dir or "."))
 
     if args.dataset and args.store:
         from vpmoe.teacher.store_reader import TeacherStoreReader

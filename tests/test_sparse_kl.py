@@ -189,6 +189,13 @@ def test_opcheck_schema():
         op_args,
         test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
     )
+    # With main_grad: the schema must declare the write (test_schema fails on an undeclared mutation).
+    mg = torch.zeros(w.shape, dtype=torch.float32)
+    torch.library.opcheck(
+        torch.ops.vpmoe.sparse_kl_into_main_grad.default,
+        (*op_args, mg, 2.0),
+        test_utils=("test_schema", "test_faketensor"),
+    )
 
 
 def test_per_token_outputs_are_detached_and_inputs_untouched():
@@ -355,3 +362,63 @@ def test_non_finite_teacher_logprobs_are_rejected():
     lps[3, 1] = float("nan")
     with pytest.raises(ValueError, match="1 teacher log-probs of supervised rows are not finite"):
         sparse_kl(hidden, weight, ids, lps, labels, impl="torch")
+
+
+# ------------------------------------------------------------------------- gradient-accumulation fusion
+
+
+@pytest.mark.parametrize("impl", ["torch", "triton"])
+def test_main_grad_accumulation_equals_weight_grad(impl, small_chunks):
+    """grad_W into Megatron's fp32 main_grad (scaled by the promised grad_output, added to what is
+    there) equals the ordinary weight.grad path; hidden's gradient and the loss are unchanged."""
+    case = make_case(peaked=True, seed=11, dtype=torch.bfloat16)
+    kw = dict(tail="bucket", temperature=1.5, ce_weight=0.2)
+    r_ref, gh_ref, gw_ref = run(case, impl=impl, grad_output=3.0, **kw)
+
+    h = case["hidden"].clone().requires_grad_()
+    w = case["weight"].clone().requires_grad_()
+    before = torch.randn(w.shape, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    main_grad = before.clone()
+    args = {k: v for k, v in case.items() if k not in ("hidden", "weight")}
+    r = sparse_kl(h, w, impl=impl, **args, **kw, main_grad=main_grad, main_grad_scale=3.0)
+    assert not torch.equal(main_grad, before)  # written in the forward (eager gradient)
+    (r.loss * 3.0).backward()
+    assert w.grad is None  # nothing went to weight.grad
+    assert torch.equal(r.loss, r_ref.loss)
+    assert torch.equal(h.grad, gh_ref)
+    added = main_grad - before
+    # gw_ref is the fp32 accumulator rounded once to bf16; main_grad keeps the fp32 sum.
+    assert rel(added, gw_ref.float()) < 2**-8
+
+
+def test_main_grad_wrong_grad_output_and_bad_buffer_are_errors():
+    case = make_case(seed=12)
+    args = {k: v for k, v in case.items() if k not in ("hidden", "weight")}
+    w = case["weight"].clone().requires_grad_()
+    with pytest.raises(ValueError, match="main_grad must be fp32"):
+        sparse_kl(case["hidden"], w, impl="torch", **args, main_grad=torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="main_grad_scale"):
+        sparse_kl(
+            case["hidden"], w, impl="torch", **args, main_grad=torch.zeros(w.shape), main_grad_scale=0.0
+        )
+    r = sparse_kl(
+        case["hidden"], w, impl="torch", **args, main_grad=torch.zeros(w.shape), main_grad_scale=2.0
+    )
+    with pytest.raises(RuntimeError, match="grad_output other than main_grad_scale"):
+        r.loss.backward()  # grad_output 1, but 2 was promised and already applied
+
+
+def test_main_grad_megatron_ddp_protocol():
+    """A Megatron DDP parameter (it carries grad_added_to_main_grad) gets the flag set and a placeholder
+    gradient, so DDP's per-parameter backward hook still fires and skips adding the placeholder."""
+    case = make_case(seed=13)
+    args = {k: v for k, v in case.items() if k not in ("hidden", "weight")}
+    w = case["weight"].clone().requires_grad_()
+    w.grad_added_to_main_grad = False
+    w.main_grad = torch.zeros(w.shape)
+    fired = []
+    w.register_post_accumulate_grad_hook(lambda p: fired.append(p.grad_added_to_main_grad))
+    r = sparse_kl(case["hidden"], w, impl="torch", **args, main_grad=w.main_grad)
+    r.loss.backward()
+    assert fired == [True]
+    assert w.main_grad.abs().sum() > 0

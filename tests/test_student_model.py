@@ -498,14 +498,20 @@ def test_two_gloo_processes_match_one_process(one_process_reference, tmp_path):
 # --- GPU (run on the GPU machine: python -m pytest -m gpu tests/test_student_model.py) ---------------------
 
 
-@pytest.mark.gpu
-def test_gpu_bf16_step_without_cpu_adaptations():
-    """The same API on CUDA: NCCL, alltoall dispatcher, bf16, Megatron's bf16 optimizer; no CPU patches."""
+def gpu_world_of_one() -> torch.device:
+    """NCCL world of one on GPU 0 (the caller tears it down)."""
     device = torch.device("cuda", 0)
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ["MASTER_PORT"] = str(free_port())
     os.environ["RANK"], os.environ["WORLD_SIZE"] = "0", "1"
     init_parallel(ParallelConfig(), device=device)
+    return device
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_step_without_cpu_adaptations():
+    """The same API on CUDA: NCCL, alltoall dispatcher, bf16, Megatron's bf16 optimizer; no CPU patches."""
+    device = gpu_world_of_one()
     try:
         model = build_student(tiny_config(dtype="bf16"), device=device, seed=SEED)
         assert not megatron_cpu.cpu_adaptations_applied()
@@ -517,5 +523,47 @@ def test_gpu_bf16_step_without_cpu_adaptations():
         assert math.isfinite(loss0) and math.isfinite(grad_norm) and grad_norm > 0
         losses = [train_step(ddp, opt, ids, labels)[0] for _ in range(3)]
         assert losses[-1] < loss0, (loss0, losses)
+    finally:
+        teardown_parallel()
+
+
+@pytest.mark.gpu
+def test_gpu_main_grad_fusion_under_overlapped_ddp():
+    """The trainer's head path on CUDA (distributed optimizer, overlap_grad_reduce): the output weight's
+    gradient written straight into megatron's main_grad in the forward (head_loss backward_scale=...)
+    equals the ordinary weight.grad route, DDP's bucket hooks still fire (finish_grad_sync would
+    raise otherwise), and every other gradient is unchanged."""
+    from vpmoe.train.loss import LossConfig, head_loss
+    from vpmoe.train.optim import OptimConfig, build_ddp_and_optimizer
+
+    device = gpu_world_of_one()
+    try:
+        model = build_student(tiny_config(dtype="bf16"), device=device, seed=SEED)
+        ddp, _ = build_ddp_and_optimizer(model, OptimConfig(lr=1e-3, distributed=True), device=device)
+        assert ddp.ddp_config.overlap_grad_reduce
+        ids, labels = (t.to(device) for t in batch(2, 64))
+        g = torch.Generator().manual_seed(3)
+        t_ids = torch.stack([torch.randperm(GPT_OSS_VOCAB_SIZE, generator=g)[:16] for _ in range(2 * 64)])
+        t_ids = t_ids.view(2, 64, 16)
+        t_lp = torch.log_softmax(torch.randn(2, 64, 17, generator=g), -1)[..., :16]
+        w_tok = torch.full((2, 64), 1.0 / 128)
+        cfg = LossConfig(impl="triton", ce_weight=0.3)
+        grads = {}
+        for mode in ("weight.grad", "main_grad"):
+            ddp.zero_grad_buffer()
+            set_aux_loss_backward_scale(1.0, device=device)
+            out = forward_student(ddp, ids)
+            scale = 2.0 if mode == "main_grad" else None
+            res = head_loss(out.head, labels, t_ids, t_lp, w_tok, cfg, backward_scale=scale)
+            (res.loss * 2.0).backward()
+            ddp.finish_grad_sync()
+            grads[mode] = {n: p.main_grad.detach().clone() for n, p in model.named_parameters()}
+        out_w = [n for n in grads["main_grad"] if "output_layer" in n]
+        assert out_w, "no output layer parameter found"
+        for n, a in grads["main_grad"].items():
+            b = grads["weight.grad"][n]
+            err = float((a - b).norm() / b.norm().clamp(min=1e-30))
+            # weight.grad route rounds the fp32 sum to bf16 once; main_grad keeps fp32.
+            assert err < (2**-7 if n in out_w else 1e-3), (n, err)
     finally:
         teardown_parallel()

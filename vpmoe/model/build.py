@@ -314,12 +314,15 @@ class LMHeadInputs:
         gradient flows into it directly.
     vocab_start: first vocabulary row held by `weight`.
     tp_group: the vocabulary-parallel process group (None when tp == 1), for the loss head's all-reduces.
+    weight_shared: the weight is the input embedding's (tied): its gradient has a second source, so the
+        loss head must not write it into megatron's main_grad directly (vpmoe/train/loss.py).
     """
 
     hidden: Tensor
     weight: Tensor
     vocab_start: int
     tp_group: torch.distributed.ProcessGroup | None
+    weight_shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -348,7 +351,13 @@ def _lm_head_inputs(
             hidden_states, tensor_parallel_output_grad=True, group=output_layer.tp_group
         )
     vocab_start = output_layer.tp_group.rank() * weight.shape[0] if tp_group is not None else 0
-    return LMHeadInputs(hidden=hidden_states, weight=weight, vocab_start=vocab_start, tp_group=tp_group)
+    return LMHeadInputs(
+        hidden=hidden_states,
+        weight=weight,
+        vocab_start=vocab_start,
+        tp_group=tp_group,
+        weight_shared=output_weight is not None,
+    )
 
 
 def causal_attention_mask(seq_len: int, device: torch.device) -> Tensor:

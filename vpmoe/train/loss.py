@@ -75,10 +75,27 @@ def token_weights(position_spans: Tensor, step_counts: Tensor, weights: SpanWeig
 
 
 def head_loss(
-    head, labels: Tensor, teacher_ids: Tensor, teacher_logprobs: Tensor, weights_tok: Tensor, cfg: LossConfig
+    head,
+    labels: Tensor,
+    teacher_ids: Tensor,
+    teacher_logprobs: Tensor,
+    weights_tok: Tensor,
+    cfg: LossConfig,
+    *,
+    backward_scale: float | None = None,
 ):
-    """Run the fused head on one micro-batch. Inputs in [b, s] layout; the head's hidden is [s, b, h]."""
+    """Run the fused head on one micro-batch. Inputs in [b, s] layout; the head's hidden is [s, b, h].
+
+    backward_scale: the grad_output the caller will backpropagate ``loss`` with (the trainer's
+    data-parallel factor). Given, and the output weight is a megatron DDP parameter of its own (not tied
+    to the embedding), the head adds the weight's gradient straight into its fp32 ``main_grad`` (megatron's
+    gradient-accumulation fusion; kernels/sparse_kl_head.py): no [V, H] fp32 accumulator of the head's
+    own, no bf16 weight.grad, no DDP copy pass.
+    """
     from kernels import sparse_kl
+
+    main_grad = getattr(head.weight, "main_grad", None)
+    fuse = backward_scale is not None and main_grad is not None and not head.weight_shared
 
     s, b, h = head.hidden.shape
     dev = head.hidden.device
@@ -97,4 +114,6 @@ def head_loss(
         ce_weight=cfg.ce_weight,
         vocab_start=head.vocab_start,
         process_group=head.tp_group,
+        main_grad=main_grad if fuse else None,
+        main_grad_scale=backward_scale if fuse else 1.0,
     )

@@ -385,8 +385,10 @@ def step_gradients(ddp, opt, micro: list[dict], cfg: LossConfig, *, dp: int, dp_
         sync = ddp.no_sync() if j < len(micro) - 1 else contextlib.nullcontext()
         with sync:
             out = forward_student(ddp, ids, padding_mask=padding_mask(mb, device))
-            res = head_loss(out.head, mb["labels"], mb["teacher_ids"], mb["teacher_logprobs"], w, cfg)
-            (res.loss * dp).backward()
+            res = head_loss(
+                out.head, mb["labels"], mb["teacher_ids"], mb["teacher_logprobs"], w, cfg, backward_scale=dp
+            )
+            (res.loss * dp).backward()  # grad_output dp: what head_loss was promised (backward_scale)
         loss_sum += res.loss.detach().to(torch.float64)
         aux += out.aux_loss_weighted.to(torch.float64)
         s = head_sums(res, mb["position_spans"])
