@@ -31,7 +31,7 @@ import json, sys
 out, half = sys.argv[1], int(sys.argv[2])
 def losses(name):
     rows = [json.loads(l) for l in open(f"{out}/{name}_metrics.jsonl")]
-    return {r["step"]: r["loss"] for r in rows if "loss" in r and "step" in r}
+    return {r["step"]: r["loss"] for r in rows if r.get("kind") == "train"}
 a, b = losses("A"), losses("B")
 common = sorted(set(a) & set(b))
 after = [s for s in common if s > half]
