@@ -4,8 +4,10 @@ end-to-end overhead of `pipelines.score` over vLLM alone.
     .venv/bin/python benchmarks/bench_store.py [--positions 200000] [--dataset D --store S]
         [--teacher T --e2e-dataset D2] [--out benchmarks/results/store_cpu.md]
 
-1. convert+write: vLLM-shaped flat prompt logprobs (lists, as vLLM returns them) -> validated rows ->
-   compressed Zarr shard, positions per CPU-second (targets >= 200k/s per core).
+1. convert+write: vLLM's prompt-logprob tensors per sequence (`LogprobsTensors`, what the engine's capture
+   hook receives) -> numpy copies (the hook's own work) -> validated rows -> compressed Zarr shard,
+   positions per CPU-second (target >= 200k/s per core). vLLM's own pythonization (`.tolist()` into
+   `FlatLogprobs`) is vLLM's cost, counted in the end-to-end comparison, not here.
 2. codecs: bytes per position of the candidate encodings on the same teacher rows.
 3. reader: random sample-id fetches, positions per CPU-second (target >= 500k/s per core).
 4. --e2e-dataset: `score()` on a (small) prepared dataset vs `LLM.generate` alone on the same prompts (target < 1.10).
@@ -28,7 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vpmoe.teacher.convert import Validity, flat_to_rows
+from vpmoe.teacher.convert import PromptLogprobArrays, Validity, prompt_logprobs_to_rows
+from vpmoe.teacher.engine import tensors_to_numpy
 from vpmoe.teacher.store import StoreProvenance, TeacherStore
 
 K = 64
@@ -61,21 +64,17 @@ def _unique_zipf(rng, k):
     return rng.permutation(out)[:k]
 
 
-def to_flat(input_ids, ids, lps):
-    """The object vLLM returns (`FlatLogprobs`): Python lists, entry 0 empty, then [actual, top-k] per entry."""
-    from vllm.logprobs import FlatLogprobs
+def to_tensors(input_ids, ids, lps):
+    """What vLLM hands the capture hook for a sequence: `LogprobsTensors` with rows for entries 1..T-1,
+    column 0 the actual token (its log-prob and full-vocab rank), columns 1..k the top-k; int32/fp32/int32."""
+    import torch
+    from vllm.v1.outputs import LogprobsTensors
 
     T = len(input_ids)
-    actual = input_ids[1:].astype(np.int64)
-    tok = np.concatenate([actual[:, None], ids], axis=1)
-    lp = np.concatenate([lps[:, :1] - 0.5, lps], axis=1)
-    ranks = np.tile(np.arange(0, K + 1), (T - 1, 1))
-    ranks[:, 0] = 3
-    starts = [0, *range(0, (T - 1) * (K + 1), K + 1)]
-    ends = [0, *range(K + 1, (T - 1) * (K + 1) + 1, K + 1)]
-    return FlatLogprobs(
-        starts, ends, tok.ravel().tolist(), lp.ravel().tolist(), ranks.ravel().tolist(), [None] * tok.size
-    )
+    tok = np.concatenate([input_ids[1:, None].astype(np.int64), ids], axis=1).astype(np.int32)
+    lp = np.concatenate([lps[:, :1] - 0.5, lps], axis=1).astype(np.float32)
+    ranks = np.full(T - 1, 3, np.int32)
+    return LogprobsTensors(torch.from_numpy(tok), torch.from_numpy(lp), torch.from_numpy(ranks))
 
 
 def provenance(k=K):
@@ -86,15 +85,16 @@ def provenance(k=K):
 
 
 def bench_convert_write(seqs, tmp: Path) -> dict:
-    flats = [(to_flat(*s), s[0]) for s in seqs]
+    tensors = [(to_tensors(*s), s[0]) for s in seqs]
     store = TeacherStore(tmp / "store", provenance())
     n_pos = sum(len(s[0]) - 1 for s in seqs)
     w = store.begin_shard("shard-00000", num_positions=n_pos, num_sequences=len(seqs))
     validity = Validity()
     c0, t0 = time.process_time(), time.perf_counter()
-    for flat, input_ids in flats:
+    for lt, input_ids in tensors:
         pos = np.arange(len(input_ids) - 1)
-        w.add_sequence(**flat_to_rows(flat, input_ids, pos, K, V, validity, "bench"))
+        lp = PromptLogprobArrays(*tensors_to_numpy(lt))
+        w.add_sequence(**prompt_logprobs_to_rows(lp, input_ids, pos, K, V, validity, "bench"))
     info = w.commit(dataset_shard_sha256="-", sample_ids=[str(i) for i in range(len(seqs))])
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     return {"positions": n_pos, "cpu_s": cpu, "wall_s": wall, "positions_per_cpu_s": n_pos / cpu,

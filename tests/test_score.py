@@ -69,7 +69,7 @@ def test_store_matches_manifest_and_dataset(small_dataset, scored_store):
 _PARITY_CHILD = """
 import sys, numpy as np
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.teacher.convert import Validity, flat_to_rows
+from vpmoe.teacher.convert import Validity, prompt_logprobs_to_rows
 from vpmoe.teacher.engine import TeacherConfig, VllmTeacher
 ds = PreparedDataset(sys.argv[1])
 shard = ds.read_shard(ds.shard_names[0])
@@ -79,9 +79,9 @@ out = {}
 for i in (0, len(shard) - 1):
     ids, _, _ = shard.sequence(i)
     pos = shard.supervised_positions(i)
-    flat = engine.score([ids.tolist()])[0]
-    out[f"fp32_topk_{i}"] = np.asarray(flat.logprobs, dtype=np.float64).reshape(len(ids) - 1, 65)[pos, 1:]
-    for name, value in flat_to_rows(flat, ids, pos, 64, 201088, Validity(), "test").items():
+    lp = engine.score([ids.tolist()])[0]
+    out[f"fp32_topk_{i}"] = lp.logprobs[pos, 1:].astype(np.float64)
+    for name, value in prompt_logprobs_to_rows(lp, ids, pos, 64, 201088, Validity(), "test").items():
         out[f"{name}_{i}"] = value
 np.savez(sys.argv[3], **out)
 """
@@ -248,3 +248,129 @@ def test_corrupted_chunk_is_detected_on_read(tmp_path, small_dataset, scored_sto
     )
     with pytest.raises(Exception, match=r"(?i)checksum|crc"):
         reader.fetch(first)
+
+
+_CAPTURE_CHILD = """
+import sys, numpy as np
+from vllm.inputs import TokensPrompt
+from vllm.v1.engine.logprobs import LogprobsProcessor
+from vpmoe.teacher.engine import CAPTURE_ATTR, TeacherConfig, VllmTeacher, captured_arrays, install_prompt_logprob_capture
+cfg = TeacherConfig(model=sys.argv[1], dtype="float32", gpu_memory_utilization=0.1, max_model_len=4096, enforce_eager=True)
+engine = VllmTeacher(cfg, 201088)
+install_prompt_logprob_capture()  # idempotent: still one wrapper around vLLM's own method
+hook = LogprobsProcessor._update_prompt_logprobs
+assert hook.__wrapped__.__qualname__ == "LogprobsProcessor._update_prompt_logprobs", hook.__wrapped__
+rng = np.random.default_rng(0)
+lengths = [2, 37, 300, 3 * engine.max_num_batched_tokens + 17]  # the last one needs chunked prefill
+prompts = [rng.integers(0, 200000, n).tolist() for n in lengths]
+outs = engine.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], engine.sampling, use_tqdm=False)
+res = {"max_num_batched_tokens": engine.max_num_batched_tokens}
+for i, o in enumerate(outs):
+    flat = o.prompt_logprobs
+    lp = captured_arrays(flat, 64)
+    res[f"chunks_{i}"] = len(getattr(flat, CAPTURE_ATTR))
+    res[f"starts_{i}"], res[f"ends_{i}"] = np.asarray(flat.start_indices), np.asarray(flat.end_indices)
+    res[f"flat_ids_{i}"], res[f"flat_lps_{i}"] = np.asarray(flat.token_ids), np.asarray(flat.logprobs)
+    res[f"flat_ranks_{i}"] = np.asarray(flat.ranks)
+    res[f"ids_{i}"], res[f"lps_{i}"], res[f"ranks_{i}"] = lp.token_ids, lp.logprobs, lp.ranks
+# vLLM 0.32 delivers a chunked prompt in one call; a runner that delivers chunks one by one is
+# concatenated in order (vLLM's own processor, fed two chunks of a scored prompt's real tensors).
+import torch
+from vllm.logprobs import create_prompt_logprobs
+from vllm.v1.outputs import LogprobsTensors
+proc = LogprobsProcessor(tokenizer=None, logprobs=None, prompt_logprobs=create_prompt_logprobs(True),
+                         cumulative_logprob=None, num_logprobs=None, num_prompt_logprobs=64)
+ids, lps, ranks = (res[f"{n}_3"] for n in ("ids", "lps", "ranks"))
+for a, b in ((0, 700), (700, len(ids))):
+    proc._update_prompt_logprobs(LogprobsTensors(*(torch.from_numpy(x[a:b]) for x in (ids, lps, ranks))))
+two = captured_arrays(proc.prompt_logprobs, 64)
+assert len(getattr(proc.prompt_logprobs, CAPTURE_ATTR)) == 2
+assert np.array_equal(two.token_ids, ids) and np.array_equal(two.logprobs, lps) and np.array_equal(two.ranks, ranks)
+assert np.array_equal(np.asarray(proc.prompt_logprobs.token_ids), res["flat_ids_3"])
+np.savez(sys.argv[2], prompts=np.asarray(lengths), **res)
+"""
+
+
+def test_captured_tensors_equal_vllm_flat_logprobs(tmp_path, tiny_teacher):
+    """The engine's tensor capture gives exactly what vLLM's own FlatLogprobs lists hold, per prompt,
+    including a prompt that chunked prefill splits (longer than max_num_batched_tokens)."""
+    child = subprocess.run(
+        [sys.executable, "-c", _CAPTURE_CHILD, str(tiny_teacher), str(tmp_path / "cap.npz")],
+        cwd=REPO, env=cli_env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    r = np.load(tmp_path / "cap.npz")
+    lengths = r["prompts"]
+    assert lengths[-1] > r["max_num_batched_tokens"]
+    for i, T in enumerate(lengths):
+        ids, lps, ranks = r[f"ids_{i}"], r[f"lps_{i}"], r[f"ranks_{i}"]
+        assert ids.shape == lps.shape == (T - 1, 65) and ranks.shape == (T - 1,)
+        assert lps.dtype == np.float32 and r[f"chunks_{i}"] >= 1
+        # vLLM's lists: entry 0 empty, entry e holds [actual token, top-64] at start_indices[e].
+        starts, ends = r[f"starts_{i}"], r[f"ends_{i}"]
+        np.testing.assert_array_equal(starts[1:], np.arange(T - 1) * 65)
+        np.testing.assert_array_equal(ends - starts, [0] + [65] * (T - 1))
+        np.testing.assert_array_equal(ids.ravel(), r[f"flat_ids_{i}"])
+        np.testing.assert_array_equal(lps.ravel().astype(np.float64), r[f"flat_lps_{i}"])  # exact
+        flat_ranks = r[f"flat_ranks_{i}"].reshape(T - 1, 65)
+        np.testing.assert_array_equal(ranks, flat_ranks[:, 0])
+        np.testing.assert_array_equal(flat_ranks[:, 1:], np.tile(np.arange(1, 65), (T - 1, 1)))
+
+
+def _clean_arrays(T=40, k=8, seed=0):
+    from vpmoe.teacher.convert import PromptLogprobArrays
+
+    rng = np.random.default_rng(seed)
+    input_ids = rng.integers(0, 201088, T).astype(np.int32)
+    top = np.stack([rng.choice(201088, k, replace=False) for _ in range(T - 1)])
+    lps = -np.cumsum(rng.exponential(0.3, (T - 1, k)), axis=1).astype(np.float32)
+    ids = np.concatenate([input_ids[1:, None], top], axis=1).astype(np.int32)
+    lp = np.concatenate([lps[:, :1] - 1.0, lps], axis=1)
+    return input_ids, PromptLogprobArrays(ids, lp, np.full(T - 1, 5, np.int32))
+
+
+def test_validation_counts_and_locates_every_reason():
+    """Each corruption is rejected under its reason, counted per row, located at its first position;
+    clean rows pass and convert to the stored dtypes."""
+    from vpmoe.teacher.convert import FormatError, PromptLogprobArrays, Validity, prompt_logprobs_to_rows
+
+    k, pos = 8, np.arange(5, 39)
+    input_ids, clean = _clean_arrays(k=k)
+    v = Validity()
+    rows = prompt_logprobs_to_rows(clean, input_ids, pos, k, 201088, v, "s")
+    assert not v.rejected and v.checked == len(pos)
+    assert [rows[n].dtype for n in ("positions", "topk_ids", "topk_logprobs", "target_logprob", "target_rank")] == [
+        np.int32, np.uint32, np.float16, np.float32, np.uint32,
+    ]  # fmt: skip
+    np.testing.assert_array_equal(rows["topk_ids"], clean.token_ids[pos, 1:])
+
+    def corrupt(fn):
+        ids, lps, ranks = clean.token_ids.copy(), clean.logprobs.copy(), clean.ranks.copy()
+        fn(ids, lps, ranks)
+        v = Validity()
+        prompt_logprobs_to_rows(PromptLogprobArrays(ids, lps, ranks), input_ids, pos, k, 201088, v, "s")
+        return v
+
+    cases = {
+        "misaligned": lambda i, lp, r: i.__setitem__((slice(10, 12), 0), i[10:12, 0] + 1),
+        "id_out_of_range": lambda i, lp, r: i.__setitem__((slice(10, 12), 3), [-1, 201088]),
+        "duplicate_id": lambda i, lp, r: i.__setitem__((slice(10, 12), 8), i[10:12, 1]),
+        "non_finite": lambda i, lp, r: lp.__setitem__((slice(10, 12), 0), [np.nan, -np.inf]),
+        "positive_logprob": lambda i, lp, r: lp.__setitem__((slice(10, 12), 1), 0.01),
+        "unsorted": lambda i, lp, r: lp.__setitem__((slice(10, 12), 8), 0.0),
+        "bad_rank": lambda i, lp, r: r.__setitem__(slice(10, 12), 0),
+    }
+    for reason, fn in cases.items():
+        v = corrupt(fn)
+        assert v.rejected[reason] == 2, (reason, v.rejected)
+        assert v.examples[reason].startswith("s position 10:"), v.examples[reason]
+    # A NaN among the top-k is non-finite and must not hide a positive log-prob in another row.
+    v = corrupt(lambda i, lp, r: (lp.__setitem__((10, 2), np.nan), lp.__setitem__((20, 1), 0.5)))
+    assert v.rejected["non_finite"] == 1 and v.rejected["positive_logprob"] == 1
+    # Rows outside the supervised positions are not checked.
+    assert not corrupt(lambda i, lp, r: r.__setitem__(0, 0)).rejected
+    with pytest.raises(FormatError, match="returned 40 prompt-logprob entries for 41 tokens"):
+        prompt_logprobs_to_rows(clean, np.append(input_ids, 1), pos, k, 201088, Validity(), "s")
+    with pytest.raises(FormatError, match="have 9 items, expected k\\+1=11"):
+        prompt_logprobs_to_rows(clean, input_ids, pos, 10, 201088, Validity(), "s")
+

@@ -4,17 +4,37 @@
 `SamplingParams(max_tokens=1, prompt_logprobs=k, flat_logprobs=True, detokenize=False)`: raw logprobs
 are the fp32 log-softmax over the full vocabulary (raw logits would lose the normaliser); flat outputs
 make the Python-side conversion ~8x cheaper than dicts (platform notes).
+
+Prompt-logprob capture (`install_prompt_logprob_capture`): vLLM computes each prompt's logprobs as tensors
+(`LogprobsTensors`: token ids [n, k+1] with column 0 the actual prompt token and 1..k the top-k in rank
+order, fp32 log-probs [n, k+1], the actual token's rank [n]) and then pythonizes them into `FlatLogprobs`
+lists. Turning those lists back into numpy costs ~35-40 ns per element (array.array; np.asarray is slower),
+i.e. 5-6 us per position at k=64: more than the scorer's whole budget for its own work (>= 200k positions
+per CPU-second). So `LogprobsProcessor._update_prompt_logprobs` (vllm/v1/engine/logprobs.py) is wrapped,
+once and explicitly when the engine is built: it calls vLLM's original unchanged (the `FlatLogprobs` vLLM
+returns is exactly what it would be) and also keeps a numpy copy of each call's tensors on the
+`FlatLogprobs` object. `VllmTeacher.score` concatenates them and checks them against vLLM's entry count
+(vLLM 0.32's runner gathers a chunked-prefill prompt and delivers it in one call -- checked with a 1553-token
+prompt at max_num_batched_tokens=512 -- but the method appends, so a runner that delivers chunk by chunk
+is handled too; tests/test_score.py feeds it two chunks). The wrapper relies on that method's name and
+signature, `LogprobsTensors`' first three fields, and `FlatLogprobs` holding attributes; any difference
+raises `TeacherError` when the engine is built, naming the vLLM version and this file.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
+from vpmoe.teacher.convert import PromptLogprobArrays
 from vpmoe.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -131,11 +151,96 @@ def derive_max_num_batched_tokens(cfg: TeacherConfig, vocab_size: int) -> tuple[
     return n, why
 
 
+CAPTURE_ATTR = "vpmoe_prompt_logprob_chunks"  # on vLLM's FlatLogprobs: [(token_ids, logprobs, ranks), ...]
+CAPTURE_VLLM_VERSION = "0.32.0"  # the vLLM whose internals the capture was written against
+
+
+def _capture_error(vllm_version: str, what: str) -> TeacherError:
+    return TeacherError(
+        f"vLLM {vllm_version}: {what}. The prompt-logprob capture was written against vLLM "
+        f"{CAPTURE_VLLM_VERSION} (vllm/v1/engine/logprobs.py LogprobsProcessor._update_prompt_logprobs); "
+        "update install_prompt_logprob_capture in vpmoe/teacher/engine.py for this vLLM"
+    )
+
+
+def install_prompt_logprob_capture() -> None:
+    """Wrap vLLM's `LogprobsProcessor._update_prompt_logprobs` to also keep its tensors (module docstring).
+
+    Idempotent. Raises `TeacherError` if the vLLM internals it relies on are not as expected."""
+    import vllm
+    from vllm.logprobs import FlatLogprobs
+    from vllm.v1.engine import logprobs as engine_logprobs
+    from vllm.v1.outputs import LogprobsTensors
+
+    version = vllm.__version__
+    cls = getattr(engine_logprobs, "LogprobsProcessor", None)
+    original = getattr(cls, "_update_prompt_logprobs", None)
+    if original is None:
+        raise _capture_error(
+            version, "vllm.v1.engine.logprobs.LogprobsProcessor._update_prompt_logprobs is missing"
+        )
+    if getattr(original, "_vpmoe_capture", False):
+        return
+    params = list(inspect.signature(original).parameters)
+    if params != ["self", "prompt_logprobs_tensors"]:
+        raise _capture_error(
+            version, f"LogprobsProcessor._update_prompt_logprobs{tuple(params)} has another signature"
+        )
+    if LogprobsTensors._fields[:3] != ("logprob_token_ids", "logprobs", "selected_token_ranks"):
+        raise _capture_error(version, f"LogprobsTensors fields are {LogprobsTensors._fields}")
+    probe = FlatLogprobs()
+    try:
+        setattr(probe, CAPTURE_ATTR, [])
+    except AttributeError:
+        raise _capture_error(version, "FlatLogprobs takes no attributes") from None
+    if not all(hasattr(probe, a) for a in ("start_indices", "end_indices", "token_ids")):
+        raise _capture_error(version, "FlatLogprobs lacks start_indices/end_indices/token_ids")
+
+    @functools.wraps(original)
+    def update_prompt_logprobs(self, prompt_logprobs_tensors):
+        original(self, prompt_logprobs_tensors)  # vLLM's behaviour, unchanged
+        flat = self.prompt_logprobs
+        if isinstance(flat, FlatLogprobs):
+            flat.__dict__.setdefault(CAPTURE_ATTR, []).append(tensors_to_numpy(prompt_logprobs_tensors))
+
+    update_prompt_logprobs._vpmoe_capture = True
+    cls._update_prompt_logprobs = update_prompt_logprobs
+
+
+def tensors_to_numpy(prompt_logprobs_tensors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(token ids, log-probs, ranks) of one `LogprobsTensors` chunk as numpy. Copies, not views: the
+    tensors may be slices of buffers vLLM reuses (a copy costs ~0.1 us per position)."""
+    return tuple(t.numpy(force=True).copy() for t in prompt_logprobs_tensors[:3])
+
+
+def captured_arrays(flat, k: int) -> PromptLogprobArrays:
+    """The tensors captured for one prompt's `FlatLogprobs`, concatenated and checked against it."""
+    chunks = getattr(flat, CAPTURE_ATTR, None)
+    entries = len(flat)
+    if not chunks:
+        if entries > 1:
+            raise TeacherError(
+                f"vLLM returned {entries} prompt-logprob entries but none were captured: "
+                "install_prompt_logprob_capture() was not applied before scoring"
+            )
+        empty = np.empty((0, k + 1))
+        return PromptLogprobArrays(empty.astype(np.int32), empty.astype(np.float32), np.empty(0, np.int32))
+    parts = [np.concatenate(c) if len(chunks) > 1 else c[0] for c in zip(*chunks, strict=True)]
+    token_ids, logprobs, ranks = parts
+    if token_ids.shape[0] != entries - 1 or token_ids.size != len(flat.token_ids):
+        raise TeacherError(
+            f"captured prompt logprobs ({token_ids.shape} token ids in {len(chunks)} chunk(s)) disagree with "
+            f"vLLM's FlatLogprobs ({entries} entries, {len(flat.token_ids)} items)"
+        )
+    return PromptLogprobArrays(token_ids, logprobs, ranks)
+
+
 class VllmTeacher:
-    """vLLM engine in prompt-logprob mode. `score(list of token-id lists)` -> vLLM flat logprobs per prompt."""
+    """vLLM engine in prompt-logprob mode. `score(list of token-id lists)` -> `PromptLogprobArrays` per prompt."""
 
     def __init__(self, cfg: TeacherConfig, vocab_size: int) -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: 3 s start, not 17
+        install_prompt_logprob_capture()  # before any request; raises if vLLM's internals moved
         from vllm import LLM, SamplingParams
 
         self.cfg = cfg
@@ -159,13 +264,13 @@ class VllmTeacher:
             max_tokens=1, prompt_logprobs=cfg.k, flat_logprobs=True, detokenize=False
         )
 
-    def score(self, prompts: list[list[int]]) -> list:
+    def score(self, prompts: list[list[int]]) -> list[PromptLogprobArrays]:
         from vllm.inputs import TokensPrompt
 
         outs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=p) for p in prompts], self.sampling, use_tqdm=False
         )
-        return [o.prompt_logprobs for o in outs]
+        return [captured_arrays(o.prompt_logprobs, self.cfg.k) for o in outs]
 
     def settings(self) -> dict:
         return {**asdict(self.cfg), "max_num_batched_tokens": self.max_num_batched_tokens}

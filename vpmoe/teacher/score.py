@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.teacher.convert import FormatError, Validity, flat_to_rows
+from vpmoe.teacher.convert import FormatError, Validity, prompt_logprobs_to_rows
 from vpmoe.teacher.engine import TeacherConfig, TeacherError, VllmTeacher, teacher_identity
 from vpmoe.teacher.store import StoreProvenance, TeacherStore, shard_stem, store_dir
 from vpmoe.utils.hashing import sha256_json
@@ -158,9 +158,9 @@ def _score_shard(
                 tokens += lengths[j]
                 j += 1
             outs = engine.score([shard.sequence(s)[0].tolist() for s in range(i, j)])
-            for s, flat in zip(range(i, j), outs, strict=True):
+            for s, lp in zip(range(i, j), outs, strict=True):
                 where = f"{entry.name} sample {shard.sample_ids[s]}"
-                rows = flat_to_rows(flat, shard.sequence(s)[0], sup[s], k, vocab, validity, where)
+                rows = prompt_logprobs_to_rows(lp, shard.sequence(s)[0], sup[s], k, vocab, validity, where)
                 if validity.rejected:
                     raise FormatError(
                         f"teacher output failed validation: {dict(validity.rejected)}; first: {next(iter(validity.examples.values()))}"
