@@ -517,6 +517,9 @@ def test_gpu_bf16_step_without_cpu_adaptations():
         assert not megatron_cpu.cpu_adaptations_applied()
         assert model.config.moe_token_dispatcher_type == "alltoall"
         assert model.output_layer.weight.dtype == torch.bfloat16 and model.output_layer.weight.is_cuda
+        # Every parameter bf16 (the local spec's torch RMSNorm is built fp32): the mixed-precision
+        # optimizer's checkpoint mapping needs it.
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
         ddp, opt = make_trainer(model, optimizer="adam", lr=3e-3, bf16=True)
         ids, labels = (t.to(device) for t in batch(2, 64))
         loss0, grad_norm = train_step(ddp, opt, ids, labels)

@@ -233,6 +233,15 @@ def build_student(cfg: StudentConfig, *, device: torch.device, seed: int) -> GPT
             rotary_base=cfg.rotary_base,
         )
     model.to(device)
+    if tcfg.bf16:
+        # The local spec's norms are plain torch.nn.RMSNorm (no apex/TE), built in the default fp32 whatever
+        # params_dtype says. Megatron's own trainer casts the whole model (Float16Module); without that the
+        # mixed-precision optimizer files these as fp32 params and its sharded_state_dict fails to map
+        # them ("Param id ... does not match any model sharded param", megatron-core 0.19.2), and the norm
+        # runs the unfused mixed-dtype path. Parameters only: buffers keep their dtype.
+        for p in model.parameters():
+            if p.dtype != torch.bfloat16:
+                p.data = p.data.to(torch.bfloat16)
     _init_parameters(model, cfg, seed=seed)
     n_params = sum(p.numel() for p in model.parameters())
     log.info(
