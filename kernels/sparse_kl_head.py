@@ -73,10 +73,13 @@ IGNORE_INDEX = -100
 # derivative of the clamped loss would be zero there and push the tail down: wrong direction).
 Q_TAIL_FLOOR = 2.0**-20
 
-# Bytes of one logits chunk [rows, V_local] (reused buffer). 800 MiB: 2048 rows at V=201088 in bf16.
+# Bytes of one logits chunk [rows, V_local] (reused buffer). 1600 MiB: 4096 rows at V=201088 in bf16.
 # Larger chunks mean fewer read-modify-write passes of the fp32 grad_W accumulator (each pass moves
-# 2 x 4 x V x H bytes inside the GEMM epilogue); smaller ones mean less memory. Tests shrink it.
-_CHUNK_BYTES = 800 * 2**20
+# 2 x 4 x V x H bytes inside the GEMM epilogue); smaller ones mean less memory. Measured on an H100
+# (H = 2880, k = 64, peaked, grad_W into main_grad; floor/ours pairs): 800 MiB 1.25-1.27x the 3-GEMM floor
+# at 0.78 GiB extra, 1600 MiB 1.18-1.19x at 1.55 GiB, 2400 MiB 1.16-1.20x at 2.32 GiB
+# (benchmarks/results/sparse_kl_h100.md). Tests shrink it.
+_CHUNK_BYTES = 1600 * 2**20
 
 _GROUPS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
