@@ -36,7 +36,7 @@ from vpmoe.teacher.store import StoreProvenance, TeacherStore
 
 K = 64
 V = 201088
-# What TeacherStore writes (vpmoe/teacher/store.py `_codecs`).
+# What TeacherStore writes (vpmoe/teacher/store.py `BLOSC`).
 CHOSEN = {("ids uint32", "blosc-zstd1-shuffle"), ("log-probs fp16", "blosc-zstd1-shuffle")}
 
 
@@ -170,7 +170,9 @@ def main() -> None:
     import numcodecs
 
     numcodecs.blosc.set_nthreads(1)  # per-core figures
-    results = {"machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}"}
+    results = {
+        "machine": f"{_cpu_model()}, {platform.machine()} {os.cpu_count()} cores, {platform.python_version()}"
+    }
     seqs = synthetic_rows(args.positions, args.seq_len)
     tmp = Path(tempfile.mkdtemp())
     try:
@@ -198,6 +200,14 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_report(results, Path(args.out))
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(x.split(":", 1)[1].strip() for x in lines if x.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
 
 _E2E_CHILD = """
@@ -246,7 +256,7 @@ def write_report(r: dict, out: Path) -> None:
         "",
         f"Machine: {r['machine']}. Command: `.venv/bin/python benchmarks/bench_store.py {' '.join(sys.argv[1:])}`.",
         "",
-        "## Scorer's own work after vLLM returns (flat logprobs -> validated rows -> compressed Zarr shard), k=64",
+        "## Scorer's own work after vLLM returns (prompt-logprob tensors -> validated rows -> compressed Zarr shard), k=64",
         f"- {cw['positions']} positions: {cw['positions_per_cpu_s']:,.0f} positions per CPU-second "
         f"({cw['wall_s']:.2f} s wall), {cw['bytes_per_position']:.1f} bytes/position (synthetic trained-like rows). Target >= 200,000.",
     ]
@@ -273,7 +283,8 @@ def write_report(r: dict, out: Path) -> None:
                 "| --- | --- | --- | --- |",
             ]
             lines += [
-                f"| {c['array']} | {c['codec']} | {c['bytes_per_position']:.1f} | {c['encode_cpu_s']:.2f} |"
+                f"| {c['array']} | {c['codec']}{' (chosen)' if (c['array'], c['codec']) in CHOSEN else ''} "
+                f"| {c['bytes_per_position']:.1f} | {c['encode_cpu_s']:.2f} |"
                 for c in r[key]
             ]
     out.write_text("\n".join(lines) + "\n")

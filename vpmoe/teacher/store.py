@@ -15,7 +15,8 @@ Layout (docs/teacher_store.md is the contract):
 
 Rows are the supervised positions only (labels != -100), in sequence order then position order, and
 sequences in the prepared shard's order. Every chunk carries a crc32c (Zarr's `crc32c` codec), checked on
-every read, so a corrupted chunk is an error, never silent garbage.
+every read, so a corrupted chunk is an error, never silent garbage. zarr writes the metadata; the chunks
+are encoded by `ChunkCodec` (the same bytes zarr would write, read back by both zarr and our reader).
 
 Commit protocol: a shard is written into `shards/.tmp-<name>-<random>/`, renamed to `shards/<name>/`, and
 only then is its marker written (write-to-temp, rename). A shard is complete iff its marker exists and
@@ -53,16 +54,101 @@ def _zarr():
     return zarr
 
 
-def _codecs(dtype: np.dtype):
-    """Compression chosen by measurement (benchmarks/results/store_cpu.md): blosc-zstd level 1 with byte
-    shuffle (levels 3-5 save ~4% of bytes at 2-3x the CPU, which the scorer's per-core budget cannot
-    afford), then a crc32c per chunk so corruption is detected on read."""
+# --- Chunk layout: the one piece of code that encodes (ShardWriter) and decodes (the reader) chunks. ---
+# Compression chosen by measurement (benchmarks/results/store_cpu.md): blosc-zstd level 1 with byte shuffle
+# (levels 3-5 save ~4% of bytes at 2-3x the CPU, which the scorer's per-core budget cannot afford), then
+# a crc32c per chunk so corruption is detected on read.
+BLOSC = {"cname": "zstd", "clevel": 1, "shuffle": "shuffle", "blocksize": 0}
+_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}  # numcodecs' ids for zarr's names
+
+
+def _zarr_codecs(dtype: np.dtype):
+    """The codecs declared in each array's zarr.json (Zarr v3: bytes little-endian -> blosc -> crc32c)."""
     from zarr.codecs import BloscCodec, Crc32cCodec
 
-    return [
-        BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=np.dtype(dtype).itemsize),
-        Crc32cCodec(),
-    ]
+    return [BloscCodec(**BLOSC, typesize=np.dtype(dtype).itemsize), Crc32cCodec()]
+
+
+def _blosc():
+    from numcodecs import blosc
+
+    # One thread, no global blosc context (what zarr itself sets at import): measured no CPU-time gain
+    # from blosc threads on 1 MiB chunks, and the contextual path is fork-safe.
+    blosc.use_threads = False
+    return blosc
+
+
+class ChunkCodec:
+    """The chunks of one store array as Zarr v3 lays them out for `_zarr_codecs`: chunk i of a regular
+    grid (whole rows; the last chunk padded with the fill value 0 to the full chunk shape) is the file
+    `<array>/c/<i>/0...` holding blosc(zstd 1, byte shuffle, typesize = itemsize) of its little-endian
+    bytes, followed by the crc32c of that frame as 4 bytes little-endian (zarr's `crc32c` codec).
+    Opening checks that the array's zarr.json declares exactly this layout, so the bytes written here are
+    what any Zarr v3 reader expects, and the reader never guesses at another layout."""
+
+    def __init__(self, path: Path, *, writing: bool = False) -> None:
+        self.path = path
+        try:
+            meta = json.loads((path / "zarr.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise StoreError(f"{path}: unreadable array metadata ({e})") from e
+        codecs = meta.get("codecs", [])
+        layout_ok = (
+            [c.get("name") for c in codecs] == ["bytes", "blosc", "crc32c"]
+            and codecs[0].get("configuration", {}).get("endian") == "little"
+            and meta.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
+            and meta.get("chunk_grid", {}).get("name") == "regular"
+            and meta.get("fill_value") == 0
+        )
+        if not layout_ok:
+            raise StoreError(f"{path}: not the layout TeacherStore writes (bytes/blosc/crc32c, default keys)")
+        self.shape = tuple(meta["shape"])
+        self.chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+        if writing and codecs[1].get("configuration") != {**BLOSC, "typesize": self.dtype.itemsize}:
+            raise StoreError(
+                f"{path}: zarr declared blosc {codecs[1].get('configuration')}, writer encodes {BLOSC}"
+            )
+
+    def key(self, i: int) -> Path:
+        return self.path / "c" / "/".join([str(i)] + ["0"] * (len(self.shape) - 1))
+
+    def write(self, i: int, rows: np.ndarray) -> None:
+        """Encode rows [i * chunk_rows, ...) (a whole chunk, or the last one's rows) into chunk file i."""
+        import google_crc32c
+
+        chunk = np.ascontiguousarray(rows, dtype=self.dtype)
+        if chunk.shape[1:] != self.chunk_shape[1:] or not 0 < len(chunk) <= self.chunk_shape[0]:
+            raise StoreError(
+                f"{self.path}: chunk {i} got rows of shape {rows.shape}, chunks are {self.chunk_shape}"
+            )
+        if chunk.shape != self.chunk_shape:
+            padded = np.zeros(self.chunk_shape, self.dtype)
+            padded[: len(chunk)] = chunk
+            chunk = padded
+        frame = _blosc().compress(
+            chunk, BLOSC["cname"].encode(), BLOSC["clevel"], _SHUFFLE[BLOSC["shuffle"]], BLOSC["blocksize"],
+            self.dtype.itemsize,
+        )  # fmt: skip
+        key = self.key(i)
+        key.parent.mkdir(parents=True, exist_ok=True)
+        with open(key, "wb") as f:
+            f.write(frame)
+            f.write(google_crc32c.value(frame).to_bytes(4, "little"))
+
+    def read(self, i: int) -> np.ndarray:
+        """Chunk i, crc32c verified (a missing or corrupted chunk raises `StoreError` naming the file)."""
+        import google_crc32c
+
+        key = self.key(i)
+        try:
+            raw = key.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"{key}: chunk missing (every chunk of a committed shard is written)") from None
+        frame = raw[:-4]
+        if len(raw) < 4 or google_crc32c.value(frame) != int.from_bytes(raw[-4:], "little"):
+            raise StoreError(f"{key}: crc32c checksum mismatch: the chunk is corrupted")
+        return np.frombuffer(_blosc().decompress(frame), dtype=self.dtype).reshape(self.chunk_shape)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,7 +274,10 @@ class TeacherStore:
 
 
 class ShardWriter:
-    """Streams rows of one shard into chunk-aligned Zarr writes, then commits."""
+    """Streams rows of one shard into chunk files (`ChunkCodec`), then commits.
+
+    zarr writes the metadata (create_array) and nothing else: its write path costs ~4.5 us per position
+    over the encoding itself (benchmarks/results/store_cpu.md), so chunks are encoded here directly."""
 
     def __init__(self, store: TeacherStore, stem: str, tmp: Path, *, num_positions: int, num_sequences: int):
         zarr = _zarr()
@@ -203,15 +292,14 @@ class ShardWriter:
             "topk_logprobs": ((num_positions, k), (rows, k), np.float16),
             "target_logprob": ((num_positions,), (rows,), np.float32),
             "target_rank": ((num_positions,), (rows,), np.uint32),
+            "seq_offsets": ((num_sequences + 1,), (num_sequences + 1,), np.int64),
         }
-        self.arrays = {
-            name: group.create_array(name, shape=shape, chunks=chunks, dtype=dt, compressors=_codecs(dt))
-            for name, (shape, chunks, dt) in spec.items()
-        }
-        self.group = group
+        for name, (shape, chunks, dt) in spec.items():
+            group.create_array(name, shape=shape, chunks=chunks, dtype=dt, compressors=_zarr_codecs(dt))
+        self.codecs = {name: ChunkCodec(tmp / name, writing=True) for name in spec}
         self.rows = rows
-        self.written = 0
-        self.buffer: dict[str, list[np.ndarray]] = {n: [] for n in spec}
+        self.written = 0  # rows encoded (a multiple of `rows` until the final flush)
+        self.buffer: dict[str, list[np.ndarray]] = {n: [] for n in spec if n != "seq_offsets"}
         self.buffered = 0
         self.seq_lengths: list[int] = []
 
@@ -221,23 +309,24 @@ class ShardWriter:
             self.buffer[name].append(arr)
         self.seq_lengths.append(n)
         self.buffered += n
-        if self.buffered >= 4 * self.rows:
+        if self.written + self.buffered > self.num_positions:
+            raise StoreError(
+                f"{self.stem}: more rows than the {self.num_positions} supervised positions expected"
+            )
+        if self.buffered >= self.rows:
             self._flush(final=False)
 
     def _flush(self, *, final: bool) -> None:
         if not self.buffered:
             return
         take = self.buffered if final else (self.buffered // self.rows) * self.rows
-        if self.written + take > self.num_positions:
-            raise StoreError(
-                f"{self.stem}: more rows than the {self.num_positions} supervised positions expected"
-            )
-        joined = {n: np.concatenate(parts) for n, parts in self.buffer.items()}
-        a, b = self.written, self.written + take
-        for name, arr in joined.items():
-            self.arrays[name][a:b] = arr[:take]
+        first = self.written // self.rows
+        for name, parts in self.buffer.items():
+            arr = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            for c, lo in enumerate(range(0, take, self.rows)):
+                self.codecs[name].write(first + c, arr[lo : min(lo + self.rows, take)])
             self.buffer[name] = [arr[take:]] if take < len(arr) else []
-        self.written = b
+        self.written += take
         self.buffered -= take
 
     def commit(self, *, dataset_shard_sha256: str, sample_ids: list[str]) -> dict:
@@ -248,13 +337,7 @@ class ShardWriter:
                 f"{self.num_positions} / {self.num_sequences}"
             )
         offsets = np.concatenate([[0], np.cumsum(self.seq_lengths)]).astype(np.int64)
-        self.group.create_array(
-            "seq_offsets",
-            shape=offsets.shape,
-            chunks=offsets.shape,
-            dtype=np.int64,
-            compressors=_codecs(np.int64),
-        )[:] = offsets
+        self.codecs["seq_offsets"].write(0, offsets)
         final = self.store.shards_dir / self.stem
         os.replace(self.tmp, final)
         files = _tree_sha256(final)

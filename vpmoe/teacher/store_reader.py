@@ -5,9 +5,9 @@ dataset's, and every dataset shard must be committed. Fetch returns one sample's
 
 Fast path: a fetch needs a few hundred rows of five arrays; zarr's generic indexing costs ~0.7 ms per
 call in overhead alone (measured: 5.4 ms per fetch, ~60k positions/s). The reader therefore decodes the
-chunks of the layout `TeacherStore` writes itself -- verify the crc32c (zarr's `crc32c` codec: a native
-uint32 appended to the blosc frame), blosc-decompress, view as the array's dtype -- and keeps the most
-recent chunks per array in an LRU cache. Anything but that exact layout is refused, never guessed at.
+chunks of the layout `TeacherStore` writes with the writer's own `ChunkCodec` (store.py) -- verify the
+crc32c, blosc-decompress, view as the array's dtype -- and keeps the most recent chunks per array in an
+LRU cache. Anything but that exact layout is refused, never guessed at.
 
 Fork safety: zarr runs an asyncio loop in background threads; a process forked after zarr started holds
 a copy of a lock no thread will release, and deadlocks. The reader never starts zarr (metadata is read
@@ -31,6 +31,7 @@ from vpmoe.teacher.store import (
     MARKER_SUFFIX,
     SHARDS,
     STORE_SCHEMA_VERSION,
+    ChunkCodec,
     ShardArrays,
     StoreError,
     sample_ids_digest,
@@ -137,23 +138,8 @@ class ChunkedArray:
     CACHE_CHUNKS = 16  # per array: 16 x 2048 rows x 64 x 4 bytes = 8 MiB for topk_ids
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            meta = json.loads((path / "zarr.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise StoreError(f"{path}: unreadable array metadata ({e})") from e
-        codecs = meta.get("codecs", [])
-        layout_ok = (
-            [c.get("name") for c in codecs] == ["bytes", "blosc", "crc32c"]
-            and codecs[0].get("configuration", {}).get("endian") == "little"
-            and meta.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
-            and meta.get("chunk_grid", {}).get("name") == "regular"
-        )
-        if not layout_ok:
-            raise StoreError(f"{path}: not the layout TeacherStore writes (bytes/blosc/crc32c, default keys)")
-        self.shape = tuple(meta["shape"])
-        self.chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
-        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+        self.codec = ChunkCodec(path)
+        self.shape, self.chunk_shape, self.dtype = self.codec.shape, self.codec.chunk_shape, self.codec.dtype
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def _chunk(self, i: int) -> np.ndarray:
@@ -161,18 +147,7 @@ class ChunkedArray:
         if hit is not None:
             self._cache.move_to_end(i)
             return hit
-        import google_crc32c
-        from numcodecs import blosc
-
-        key = self.path / "c" / "/".join([str(i)] + ["0"] * (len(self.shape) - 1))
-        try:
-            raw = key.read_bytes()
-        except FileNotFoundError:
-            raise StoreError(f"{key}: chunk missing (every chunk of a committed shard is written)") from None
-        body, stored = raw[:-4], int.from_bytes(raw[-4:], "little")
-        if len(raw) < 4 or google_crc32c.value(body) != stored:
-            raise StoreError(f"{key}: crc32c checksum mismatch: the chunk is corrupted")
-        chunk = np.frombuffer(blosc.decompress(body), dtype=self.dtype).reshape(self.chunk_shape)
+        chunk = self.codec.read(i)
         self._cache[i] = chunk
         if len(self._cache) > self.CACHE_CHUNKS:
             self._cache.popitem(last=False)
