@@ -17,7 +17,7 @@ demo: env
 	@test -f $(DEMO_DIR)/teacher/config.json || $(PY) -m pipelines.tiny_teacher output=$(DEMO_DIR)/teacher
 	$(PY) -m pipelines.score dataset=$(DEMO_DIR)/prepared teacher=cpu teacher.model=$(DEMO_DIR)/teacher output=$(DEMO_DIR)/store
 	$(PY) -m pipelines.report store=$(DEMO_DIR)/store dataset=$(DEMO_DIR)/prepared
-	$(PY) -m pipelines.train dataset=$(DEMO_DIR)/prepared store=$$(ls -d $(DEMO_DIR)/store/*/*/ | head -n 1) run_dir=$(DEMO_DIR)/train experiment=cpu_debug
+	$(PY) -m pipelines.train dataset=$(DEMO_DIR)/prepared store=$(DEMO_DIR)/store run_dir=$(DEMO_DIR)/train experiment=cpu_debug
 	$(PY) -m pipelines.evaluate checkpoint=$(DEMO_DIR)/train
 	@echo "demo outputs: prepared $(DEMO_DIR)/prepared, teacher $(DEMO_DIR)/teacher, store + report $(DEMO_DIR)/store, run $(DEMO_DIR)/train (metrics.jsonl, checkpoints)"
 

@@ -181,6 +181,14 @@ def test_loader_resume_position_and_spawned_workers_match(small_dataset, scored_
 def test_store_refusals(small_dataset, scored_store, tmp_path):
     with pytest.raises(StoreError, match="not a teacher store"):
         TeacherStoreReader(small_dataset, tmp_path / "nowhere")
+    # The scoring output root (what pipelines.score was given as output=) resolves to this dataset's store.
+    assert TeacherStoreReader(small_dataset, scored_store.parent.parent).root == scored_store
+    # Two teacher stores of this dataset under one output root: ambiguous, refused by name.
+    twin = tmp_path / "out" / scored_store.parent.name
+    shutil.copytree(scored_store, twin / "teacher-a")
+    shutil.copytree(scored_store, twin / "teacher-b")
+    with pytest.raises(StoreError, match="2 teacher stores for this dataset"):
+        TeacherStoreReader(small_dataset, tmp_path / "out")
     # A store scored from another dataset (its recorded manifest hash differs): refused.
     other = tmp_path / "other_store"
     shutil.copytree(scored_store, other)

@@ -24,7 +24,8 @@ from vpmoe.report.checks import CHECKS, CheckLog
 from vpmoe.report.scan import NONE_GROUP, ScanContext, ShardInfo, ShardJob, scan_shard
 from vpmoe.report.stats import FINE_BINS, StatsAccumulator
 from vpmoe.report.store_checks import check_provenance, check_shard_dir, root_attrs
-from vpmoe.teacher.store import SHARDS, shard_stem
+from vpmoe.teacher.store import SHARDS, StoreError, shard_stem
+from vpmoe.teacher.store_reader import resolve_store
 from vpmoe.utils.progress import progress
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,10 @@ def raw_bytes_per_position(k: int) -> int:
 def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfig) -> Report:
     t0 = time.perf_counter()
     ds = PreparedDataset(dataset_dir)  # ManifestError: the dataset itself is unusable
-    store = resolve_store(store_root, ds.manifest_hash)
+    try:
+        store = resolve_store(store_root, ds.manifest_hash)
+    except StoreError as e:
+        raise ReportError(str(e)) from e
     checks = CheckLog()
     attrs = root_attrs(store, checks)
     vocab = int(ds.manifest.tokenizer["padded_vocab_size"])
@@ -243,31 +247,6 @@ def _scan_all(jobs: list[ShardJob], context: ScanContext, workers: int, bar):
             result = future.result()
             bar.update(result.scanned)
             yield result
-
-
-def resolve_store(path: str | Path, manifest_hash: str) -> Path:
-    """The teacher store itself (has zarr.json), or a scoring output root: then the one teacher store
-    scored from this dataset, `<root>/<manifest hash>/<teacher id>`; zero or several is an error."""
-    path = Path(path)
-    if (path / "zarr.json").is_file():
-        return path
-    keyed = path / manifest_hash
-    found = sorted(d for d in keyed.iterdir() if (d / "zarr.json").is_file()) if keyed.is_dir() else []
-    if len(found) == 1:
-        log.info("store: %s is a scoring output; using its store for this dataset, %s", path, found[0])
-        return found[0]
-    if found:
-        raise ReportError(
-            f"{path}: {len(found)} teacher stores for this dataset ({', '.join(d.name for d in found)}); "
-            "pass one of them as store="
-        )
-    others = sorted(p.parent for p in path.glob("*/*/zarr.json")) if path.is_dir() else []
-    hint = f"; stores under it (other datasets): {', '.join(map(str, others[:5]))}" if others else ""
-    raise ReportError(
-        f"{path}: not a teacher store (no zarr.json) and no store for dataset {manifest_hash} under it. "
-        f"Pass the directory pipelines.score prints as store=<output>/<manifest hash>/<teacher id>, or its "
-        f"output{hint}"
-    )
 
 
 def _groupings(ds: PreparedDataset) -> dict[str, list[str]]:

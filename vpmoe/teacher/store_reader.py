@@ -18,6 +18,7 @@ caches, so it is safe in forked and spawned DataLoader workers alike.
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ from vpmoe.teacher.store import (
     shard_stem,
 )
 
+_log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class TeacherRows:
@@ -48,6 +51,31 @@ class TeacherRows:
     topk_logprobs: np.ndarray  # float32 [n, k]
     target_logprob: np.ndarray  # float32 [n]
     target_rank: np.ndarray  # int64 [n]
+
+
+def resolve_store(path: str | Path, manifest_hash: str) -> Path:
+    """The teacher store itself (has zarr.json), or a scoring output root: then the one teacher store
+    scored from this dataset, `<root>/<manifest hash>/<teacher id>`; zero or several is an error."""
+    path = Path(path)
+    if (path / "zarr.json").is_file():
+        return path
+    keyed = path / manifest_hash
+    found = sorted(d for d in keyed.iterdir() if (d / "zarr.json").is_file()) if keyed.is_dir() else []
+    if len(found) == 1:
+        _log.info("store: %s is a scoring output; using its store for this dataset, %s", path, found[0])
+        return found[0]
+    if found:
+        raise StoreError(
+            f"{path}: {len(found)} teacher stores for this dataset ({', '.join(d.name for d in found)}); "
+            "pass one of them as store="
+        )
+    others = sorted(p.parent for p in path.glob("*/*/zarr.json")) if path.is_dir() else []
+    hint = f"; stores under it (other datasets): {', '.join(map(str, others[:5]))}" if others else ""
+    raise StoreError(
+        f"{path}: not a teacher store (no zarr.json) and no store for dataset {manifest_hash} under it. "
+        f"Pass the directory pipelines.score prints as store=<output>/<manifest hash>/<teacher id>, or its "
+        f"output{hint}"
+    )
 
 
 def read_store_attrs(store_root: str | Path) -> dict:
@@ -65,7 +93,8 @@ def read_store_attrs(store_root: str | Path) -> dict:
 class TeacherStoreReader:
     def __init__(self, dataset_dir: str | Path, store_root: str | Path) -> None:
         self.dataset = PreparedDataset(dataset_dir)
-        self.root = Path(store_root)
+        # A store directory, or the scoring output root it lives under (resolved by manifest hash).
+        self.root = resolve_store(store_root, self.dataset.manifest_hash)
         self.attrs = read_store_attrs(self.root)
         if self.attrs.get("dataset_manifest_hash") != self.dataset.manifest_hash:
             raise StoreError(

@@ -163,7 +163,7 @@ def evaluate_checkpoint(
     try:
         model = build_student(model_cfg, device=dev, seed=0)
         load_model_and_optimizer(ckpt, model, None)
-        builder = MicroBatchBuilder(dataset, store, index, reader.k)
+        builder = MicroBatchBuilder(dataset, reader.root, index, reader.k)
         micro = rank_eval_batches(eval_batches(index, data_cfg), dp=1, rank=0)
         metrics = evaluate(model, builder, micro, loss_cfg, device=dev)
     finally:

@@ -177,7 +177,7 @@ class Trainer:
         self.M = spec.data.micro_batches_per_rank(self.dp)
         self.model = build_student(spec.model, device=self.device, seed=spec.train.seed)
         self.ddp, self.opt = build_ddp_and_optimizer(self.model, spec.optim, device=self.device)
-        self.provenance = provenance(spec.config, spec.dataset, spec.store)
+        self.provenance = provenance(spec.config, spec.dataset, self.reader.root)
         self.step, loader_pos = 0, {"epoch": 0, "step": 0}
         _seed_everything(spec.train.seed, self.rank)
         root = ckpt.checkpoint_root(self.run_dir)
@@ -189,7 +189,7 @@ class Trainer:
             ckpt.clean_debris(root)
             (self.run_dir / "provenance.json").write_text(json.dumps(self.provenance, indent=2) + "\n")
             self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step)
-        builder = MicroBatchBuilder(spec.dataset, spec.store, self.index, self.reader.k)
+        builder = MicroBatchBuilder(spec.dataset, self.reader.root, self.index, self.reader.k)
         self.loader = TrainLoader(
             builder,
             spec.data,
@@ -198,7 +198,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             **loader_pos,
         )
-        self.eval_builder = MicroBatchBuilder(spec.dataset, spec.store, self.index, self.reader.k)
+        self.eval_builder = MicroBatchBuilder(spec.dataset, self.reader.root, self.index, self.reader.k)
         self.eval_micro = rank_eval_batches(
             eval_batches(self.index, spec.data), dp=self.dp, rank=self.dp_rank
         )
