@@ -27,7 +27,8 @@ from vpmoe.model.build import (
 )
 from vpmoe.model.config import StudentConfig
 from vpmoe.teacher.store_reader import TeacherStoreReader
-from vpmoe.train.data import DataConfig, MicroBatchBuilder, SampleIndex, epoch_steps, split_step
+from vpmoe.train.data import DataConfig, MicroBatchBuilder, SampleIndex, epoch_steps, eval_batches, split_step
+from vpmoe.train.evaluate import evaluate, rank_eval_batches
 from vpmoe.train.loss import LossConfig, SpanWeights, head_loss, span_counts, token_weights
 from vpmoe.train.optim import OptimConfig, build_ddp_and_optimizer
 from vpmoe.train.trainer import step_gradients
@@ -55,7 +56,8 @@ def _port() -> str:
 def step_and_grads(
     dataset, store, *, micro: int, dp: int, rank: int, ep: int = 1
 ) -> tuple[torch.Tensor, dict]:
-    """One step's packed sums and the reduced gradients, on the first global batch of the plan."""
+    """One step's packed sums (then the initial model's held-out kl, ce, top-1, tokens) and the reduced
+    gradients, on the first global batch of the plan."""
     reader = TeacherStoreReader(dataset, store)
     index = SampleIndex.build(reader.dataset, 0.2)
     cfg = DataConfig(global_batch_size=GLOBAL, micro_batch_size=micro, num_workers=0)
@@ -66,14 +68,21 @@ def step_and_grads(
     ddp, opt = build_ddp_and_optimizer(model, OptimConfig(optimizer="sgd"), device=CPU)
     from megatron.core import parallel_state
 
-    out = step_gradients(
-        ddp, opt, batches, LOSS, dp=dp, dp_group=parallel_state.get_data_parallel_group(), device=CPU
-    )
+    dp_group = parallel_state.get_data_parallel_group()
+    # Held-out eval of the initial model (forward only; under pipelining through the same schedule).
+    held_out = rank_eval_batches(eval_batches(index, cfg), dp=dp, rank=rank)
+    ev = evaluate(ddp, builder, held_out, LOSS, device=CPU, dp_group=dp_group)
+    out = step_gradients(ddp, opt, batches, LOSS, dp=dp, dp_group=dp_group, device=CPU)
+    out["packed"] = torch.cat([out["packed"], torch.tensor([ev["kl"], ev["ce"], ev["top1"], ev["tokens"]])])
     # Expert parameters by their global index: under expert parallelism each rank holds a slice of them.
     ep_rank = parallel_state.get_expert_model_parallel_rank()
     num_local = tiny().num_moe_experts // ep
+    # Layers by their global index: a pipeline stage numbers its own from 0.
+    offset = parallel_state.get_pipeline_model_parallel_rank() * (
+        tiny().num_layers // parallel_state.get_pipeline_model_parallel_world_size()
+    )
     grads = {
-        _global_param_name(n, num_local, ep_rank): p.main_grad.detach().clone()
+        _global_param_name(n, num_local, ep_rank, offset): p.main_grad.detach().clone()
         for n, p in model.named_parameters()
     }
     return out["packed"], grads
@@ -103,6 +112,7 @@ def assert_same(a, b):
 def test_micro_batch_split_does_not_change_loss_or_gradients(reference, small_dataset, scored_store):
     packed, grads = reference
     assert packed[0] > 0 and all(float(g.abs().sum()) > 0 for g in grads.values())
+    assert packed[-1] > 0 and packed[-4] > 0  # the held-out eval scored tokens
     assert_same(step_and_grads(small_dataset, scored_store, micro=1, dp=1, rank=0), reference)
 
 
@@ -112,18 +122,22 @@ def _dp2_worker(rank: int, port: str, dataset: str, store: str, out: str) -> Non
     )
     torch.set_num_threads(1)
     torch.distributed.init_process_group(backend="gloo")  # ours: kept across the two layouts
-    for layout, ep in (("dp2", 1), ("dp2-ep2", 2)):
-        init_parallel(ParallelConfig(expert_parallel=ep), device=CPU)
+    for layout, ep, pp in (("dp2", 1, 1), ("dp2-ep2", 2, 1), ("pp2", 1, 2)):
+        init_parallel(ParallelConfig(expert_parallel=ep, pipeline_parallel=pp), device=CPU)
         try:
-            result = step_and_grads(dataset, store, micro=1, dp=2, rank=rank, ep=ep)
+            dp = 2 // pp  # pp2: both stages see data-parallel rank 0's micro-batches
+            result = step_and_grads(dataset, store, micro=1, dp=dp, rank=rank if dp > 1 else 0, ep=ep)
             torch.save(result, Path(out) / f"{layout}-rank{rank}.pt")
         finally:
             teardown_parallel()
     torch.distributed.destroy_process_group()
 
 
-def test_data_and_expert_parallel_two_processes_match_one(reference, small_dataset, scored_store, tmp_path):
-    """DP=2, and DP=2 x EP=2 (each rank holds half of the experts), over two gloo processes."""
+def test_data_expert_and_pipeline_parallel_two_processes_match_one(
+    reference, small_dataset, scored_store, tmp_path
+):
+    """DP=2, DP=2 x EP=2 (each rank holds half of the experts) and PP=2 (megatron's 1F1B schedule over
+    two stages of one layer each, micro-batches of one sequence), over two gloo processes."""
     mp.spawn(_dp2_worker, args=(_port(), str(small_dataset), str(scored_store), str(tmp_path)), nprocs=2)
     for rank in range(2):
         assert_same(torch.load(tmp_path / f"dp2-rank{rank}.pt", weights_only=False), reference)
@@ -132,13 +146,19 @@ def test_data_and_expert_parallel_two_processes_match_one(reference, small_datas
     merged = {**ranks[0][1], **ranks[1][1]}
     assert_same((ranks[0][0], merged), reference)
     assert_same((ranks[1][0], merged), reference)
+    stages = [torch.load(tmp_path / f"pp2-rank{r}.pt", weights_only=False) for r in range(2)]
+    assert not stages[0][1].keys() & stages[1][1].keys()  # each stage holds its own layers
+    assert any("embedding" in n for n in stages[0][1]) and any("output_layer" in n for n in stages[1][1])
+    merged = {**stages[0][1], **stages[1][1]}
+    assert_same((stages[0][0], merged), reference)  # the packed sums are summed over the pipeline
+    assert_same((stages[1][0], merged), reference)
 
 
 def test_objective_is_the_span_normalized_sum(reference, small_dataset, scored_store):
     """packed: loss sum, aux, per-span loss sums, per-span [tokens, kl, ce, ...]: the loss is
     sum_s w_s (sum_t in s (kl + ce_w ce)) / N_s over the whole step."""
     packed, _ = reference
-    sums = packed[4:].reshape(2, 6)
+    sums = packed[4:16].reshape(2, 6)
     expect = sum(
         w * float(sums[i, 1] + LOSS.ce_weight * sums[i, 2]) / float(sums[i, 0])
         for i, w in enumerate((LOSS.weights.reasoning, LOSS.weights.final))

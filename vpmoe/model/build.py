@@ -63,9 +63,10 @@ class ParallelConfig:
 
     tensor_parallel: int = 1
     expert_parallel: int = 1
+    pipeline_parallel: int = 1  # megatron's 1F1B schedule over stages of num_layers / pp layers
 
     def __post_init__(self) -> None:
-        for name in ("tensor_parallel", "expert_parallel"):
+        for name in ("tensor_parallel", "expert_parallel", "pipeline_parallel"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -94,20 +95,22 @@ def init_parallel(cfg: ParallelConfig, *, device: torch.device) -> None:
         torch.distributed.init_process_group(backend="gloo" if device.type == "cpu" else "nccl")
         _CREATED_PROCESS_GROUP = True
     world = torch.distributed.get_world_size()
-    if world % (cfg.tensor_parallel * cfg.expert_parallel):
+    pp = cfg.pipeline_parallel
+    if world % pp or (world // pp) % (cfg.tensor_parallel * cfg.expert_parallel):
         raise ValueError(
-            f"world size {world} is not divisible by tensor_parallel={cfg.tensor_parallel} x "
-            f"expert_parallel={cfg.expert_parallel}"
+            f"world size {world} does not split into pipeline_parallel={pp} stages of tensor_parallel="
+            f"{cfg.tensor_parallel} x expert_parallel={cfg.expert_parallel} groups"
         )
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=cfg.tensor_parallel,
-        pipeline_model_parallel_size=1,
+        pipeline_model_parallel_size=pp,
         expert_model_parallel_size=cfg.expert_parallel,
     )
     log.info(
-        "parallel: world %d = tp %d x dp %d; experts: ep %d x expert-dp %d; backend %s",
+        "parallel: world %d = tp %d x pp %d x dp %d; experts: ep %d x expert-dp %d; backend %s",
         world,
         cfg.tensor_parallel,
+        pp,
         parallel_state.get_data_parallel_world_size(),
         cfg.expert_parallel,
         parallel_state.get_expert_data_parallel_world_size(),
@@ -142,6 +145,11 @@ def transformer_config(cfg: StudentConfig, *, device: torch.device) -> Transform
         )
     if cfg.num_moe_experts % ep:
         raise ValueError(f"num_moe_experts {cfg.num_moe_experts} is not divisible by expert_parallel {ep}")
+    pp = parallel_state.get_pipeline_model_parallel_world_size()
+    if cfg.num_layers % pp:
+        raise ValueError(f"num_layers {cfg.num_layers} is not divisible by pipeline_parallel {pp}")
+    if pp > 1 and cfg.tie_embeddings:
+        raise ValueError("tie_embeddings with pipeline_parallel > 1 is not supported (untie, or pp = 1)")
     bf16 = cfg.dtype == "bf16"
     return TransformerConfig(
         num_layers=cfg.num_layers,
@@ -176,10 +184,15 @@ def transformer_config(cfg: StudentConfig, *, device: torch.device) -> Transform
         attention_dropout=cfg.attention_dropout,
         init_method_std=cfg.init_method_std,
         tensor_model_parallel_size=tp,
+        pipeline_model_parallel_size=pp,
         expert_model_parallel_size=ep,
         sequence_parallel=tp > 1,
         bf16=bf16,
         params_dtype=torch.bfloat16 if bf16 else torch.float32,
+        # Activations exchanged between pipeline stages (p2p_communication) in the model's dtype. CPU:
+        # gloo pairs isend/irecv itself; batched p2p is NCCL's path.
+        pipeline_dtype=torch.bfloat16 if bf16 else torch.float32,
+        batch_p2p_comm=device.type == "cuda",
         use_cpu_initialization=device.type == "cpu",
     )
 
@@ -230,6 +243,9 @@ def build_student(cfg: StudentConfig, *, device: torch.device, seed: int) -> GPT
             max_sequence_length=cfg.max_seq_len,
             share_embeddings_and_output_weights=cfg.tie_embeddings,
             position_embedding_type="rope",
+            # Pipeline stages: the embedding on the first, the final norm and LM-head weight on the last.
+            pre_process=parallel_state.is_pipeline_first_stage(),
+            post_process=parallel_state.is_pipeline_last_stage(),
             rotary_base=cfg.rotary_base,
         )
     model.to(device)
@@ -266,12 +282,16 @@ _GROUPED_EXPERT = re.compile(r"(\.experts\.linear_fc[12]\.weight)(\d+)$")
 _OUTPUT_PROJECTION = re.compile(r"\.(linear_proj|linear_fc2)\.weight\d*$")
 
 
-def _global_param_name(name: str, num_local_experts: int, ep_rank: int) -> str:
-    """The parameter's name with local expert indices replaced by global ones."""
+_LAYER = re.compile(r"^(decoder\.layers\.)(\d+)(\.)")
+
+
+def _global_param_name(name: str, num_local_experts: int, ep_rank: int, layer_offset: int = 0) -> str:
+    """The parameter's name with local expert indices and (pipeline stage) layer indices made global."""
 
     def to_global(match: re.Match) -> str:
         return f"{match.group(1)}{ep_rank * num_local_experts + int(match.group(2))}{match.group(3)}"
 
+    name = _LAYER.sub(lambda m: f"{m.group(1)}{layer_offset + int(m.group(2))}{m.group(3)}", name)
     name = _LOCAL_EXPERT.sub(to_global, name)
     return _GROUPED_EXPERT.sub(lambda m: f"{m.group(1)}{ep_rank * num_local_experts + int(m.group(2))}", name)
 
@@ -299,11 +319,15 @@ def _init_parameters(model: GPTModel, cfg: StudentConfig, *, seed: int) -> None:
     ep = parallel_state.get_expert_model_parallel_world_size()
     ep_rank = parallel_state.get_expert_model_parallel_rank()
     num_local_experts = cfg.num_moe_experts // ep
+    # A pipeline stage numbers its layers from 0: stage r holds global layers r * L / pp ...
+    layer_offset = parallel_state.get_pipeline_model_parallel_rank() * (
+        cfg.num_layers // parallel_state.get_pipeline_model_parallel_world_size()
+    )
     scaled_std = cfg.init_method_std / math.sqrt(2.0 * cfg.num_layers)
     for name, param in model.named_parameters():
         if param.dim() < 2:
             continue
-        global_name = _global_param_name(name, num_local_experts, ep_rank)
+        global_name = _global_param_name(name, num_local_experts, ep_rank, layer_offset)
         std = scaled_std if _OUTPUT_PROJECTION.search(name) else cfg.init_method_std
         generator = torch.Generator(device=param.device).manual_seed(_param_seed(seed, global_name))
         draw = torch.empty(param.shape, dtype=torch.float32, device=param.device)
@@ -338,13 +362,16 @@ class LMHeadInputs:
 class StudentForward:
     """One forward pass: the LM head inputs, and this pass's MoE aux-loss values.
 
+    head: LMHeadInputs on the last pipeline stage (always, without pipeline parallelism); on an earlier
+        stage the stage's output hidden states [s, b, h], which megatron's schedule sends on.
+
     aux_losses: {"load_balancing_loss": [num_layers], "z_loss": [num_layers]} unweighted per-layer values
         of this forward pass (detached; only in train mode with grad enabled and a non-zero coefficient).
         Their gradients are already attached to the graph (module docstring); these are for logging.
     aux_loss_weighted: sum over terms of coeff * sum over layers: the aux part of the objective (detached).
     """
 
-    head: LMHeadInputs
+    head: LMHeadInputs | Tensor
     aux_losses: dict[str, Tensor]
     aux_loss_weighted: Tensor
 
@@ -388,7 +415,9 @@ def set_aux_loss_backward_scale(scale: float, *, device: torch.device) -> None:
     """
     if not (scale > 0 and scale < float("inf")):
         raise ValueError(f"aux loss backward scale must be positive and finite, got {scale}")
-    MoEAuxLossAutoScaler.set_loss_scale(torch.tensor(float(scale), dtype=torch.float32, device=device))
+    # Shape [1], as megatron's schedules set it (`_get_moe_loss_scale`): set_loss_scale copies into the
+    # first tensor it was given, so both must agree.
+    MoEAuxLossAutoScaler.set_loss_scale(torch.tensor([float(scale)], dtype=torch.float32, device=device))
 
 
 def _check_allgather_token_counts(cfg: TransformerConfig, tokens: int, device: torch.device) -> None:
@@ -444,7 +473,7 @@ def forward_student(
         raise ValueError(
             f"input_ids must be integer [batch, seq], got {input_ids.dtype} {tuple(input_ids.shape)}"
         )
-    model_device = gpt.embedding.word_embeddings.weight.device
+    model_device = next(gpt.parameters()).device
     if input_ids.device != model_device:
         raise ValueError(f"input_ids are on {input_ids.device}, the model on {model_device}")
     b, s = input_ids.shape
@@ -472,10 +501,9 @@ def forward_student(
         padding_mask=padding_mask,
         output_processor=_lm_head_inputs,
     )
-    if not isinstance(head, LMHeadInputs):
+    if gpt.post_process and not isinstance(head, LMHeadInputs):
         raise RuntimeError(
-            f"GPTModel.forward returned {type(head).__name__}, not the output_processor's result: "
-            "is this rank the last pipeline stage?"
+            f"GPTModel.forward returned {type(head).__name__}, not the output_processor's result"
         )
     aux_losses = {name: entry.values.clone() for name, entry in tracker.metrics.items()}
     coeffs = {LOAD_BALANCING_LOSS: cfg.moe_aux_loss_coeff, Z_LOSS: cfg.moe_z_loss_coeff or 0.0}

@@ -105,6 +105,17 @@ _PATCHED_MODULES = (
         ("device='cuda'",),
         "grad-norm accumulators and the overflow buffer are device='cuda' tensors (lines 96-112)",
     ),
+    _ModulePatch(
+        "megatron.core.pipeline_parallel.p2p_communication",
+        ("device=torch.cuda.current_device()", "torch.cuda.synchronize()"),
+        "pipeline stages receive activations into torch.cuda.current_device() buffers (lines 211-223, "
+        "334-342) and synchronize CUDA around batched p2p (lines 263, 419)",
+    ),
+    _ModulePatch(
+        "megatron.core.pipeline_parallel.schedules",
+        ('device="cuda"',),
+        'the 1F1B schedule counts tokens in a device="cuda" tensor (lines 749, 1121, 2292)',
+    ),
 )
 
 

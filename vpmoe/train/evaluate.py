@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 
 from vpmoe.data.harmony_render import Span
-from vpmoe.model.build import forward_student
 from vpmoe.train.data import MicroBatchBuilder, pad_batch
 from vpmoe.train.loss import LOSS_SPAN_IDS, LossConfig, head_loss
+from vpmoe.train.schedule import run_micro_batches
 
 SPANS = ("reasoning", "final")
 assert tuple(int(s) for s in (Span.REASONING, Span.FINAL)) == LOSS_SPAN_IDS
@@ -32,26 +32,27 @@ def head_sums(res, position_spans: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def padding_mask(batch: dict, device: torch.device) -> torch.Tensor:
-    """[b, s] True on right padding (excluded from MoE routing statistics)."""
-    s = batch["input_ids"].shape[1]
-    return (torch.arange(s)[None, :] >= batch["lengths"][:, None]).to(device)
-
-
 def common_shapes(model, micro: list[dict], device) -> list[dict]:
     """Under expert parallelism with the allgather dispatcher (CPU), every rank of the expert group must
     run micro-batch j with the same [b, s] (build.py _check_allgather_token_counts): pad to the group's max.
-    The padding is masked (labels -100, padding mask), so the loss and gradients do not change."""
+    Under pipeline parallelism every micro-batch of the step gets the step's largest [b, s] (one activation
+    shape between stages). The padding is masked (labels -100, padding mask), so the loss and gradients
+    do not change."""
     from megatron.core import parallel_state
 
     # model: the GPTModel or megatron's DDP around it; both carry the TransformerConfig as .config
-    if model.config.moe_token_dispatcher_type != "allgather":
-        return micro
-    group = parallel_state.get_expert_tensor_and_model_parallel_group()
-    if group is None or group.size() == 1:
-        return micro
     shapes = torch.tensor([list(mb["input_ids"].shape) for mb in micro], dtype=torch.long, device=device)
-    torch.distributed.all_reduce(shapes, op=torch.distributed.ReduceOp.MAX, group=group)
+    pipelined = parallel_state.get_pipeline_model_parallel_world_size() > 1
+    if pipelined:  # the 1F1B schedule sends one [s, b, h] activation shape for every micro-batch
+        shapes[:] = shapes.amax(dim=0)
+    group = parallel_state.get_expert_tensor_and_model_parallel_group()
+    allgather = (
+        model.config.moe_token_dispatcher_type == "allgather" and group is not None and group.size() > 1
+    )
+    if allgather:
+        torch.distributed.all_reduce(shapes, op=torch.distributed.ReduceOp.MAX, group=group)
+    if not (pipelined or allgather):
+        return micro
     return [pad_batch(mb, int(b), int(s)) for mb, (b, s) in zip(micro, shapes.tolist(), strict=True)]
 
 
@@ -67,21 +68,30 @@ def evaluate(
 ) -> dict:
     """Evaluate on this rank's held-out micro-batches (`micro`: (sample indices, real) pairs from
     `rank_eval_batches`; real=False is a padding pass that keeps collectives aligned). Collective."""
+    from megatron.core import parallel_state
+
     was_training = model.training
     model.eval()
     try:
         sums = torch.zeros(len(LOSS_SPAN_IDS), len(SUMS), dtype=torch.float64, device=device)
         for samples, real in micro:
             batch = common_shapes(model, [builder.build(samples)], device)[0]
-            ids = batch["input_ids"].to(device)
-            out = forward_student(model, ids, padding_mask=padding_mask(batch, device))
-            res = head_loss(
-                out.head, batch["labels"], batch["teacher_ids"], batch["teacher_logprobs"],
-                torch.ones(batch["labels"].shape), loss_cfg,
-            )  # fmt: skip
-            if real:
-                sums += head_sums(res, batch["position_spans"])
+
+            def loss_fn(mb, head, real=real):
+                nonlocal sums
+                res = head_loss(
+                    head, mb["labels"], mb["teacher_ids"], mb["teacher_logprobs"],
+                    torch.ones(mb["labels"].shape), loss_cfg,
+                )  # fmt: skip
+                if real:
+                    sums += head_sums(res, mb["position_spans"])
+                return res.loss
+
+            run_micro_batches(model, [batch], loss_fn, device=device, forward_only=True)
         if torch.distributed.is_initialized():
+            # Only the last pipeline stage holds the head's sums (the others add zeros).
+            if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+                torch.distributed.all_reduce(sums, group=parallel_state.get_pipeline_model_parallel_group())
             torch.distributed.all_reduce(sums, group=dp_group)
     finally:
         model.train(was_training)

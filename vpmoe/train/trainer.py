@@ -16,7 +16,6 @@ One optimizer step:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -31,7 +30,6 @@ import torch
 from vpmoe.model.build import (
     ParallelConfig,
     build_student,
-    forward_student,
     init_parallel,
     set_aux_loss_backward_scale,
     teardown_parallel,
@@ -40,7 +38,7 @@ from vpmoe.model.config import StudentConfig
 from vpmoe.teacher.store_reader import TeacherStoreReader
 from vpmoe.train import checkpoint as ckpt
 from vpmoe.train.data import DataConfig, MicroBatchBuilder, SampleIndex, TrainLoader, eval_batches
-from vpmoe.train.evaluate import SPANS, common_shapes, evaluate, head_sums, padding_mask, rank_eval_batches
+from vpmoe.train.evaluate import SPANS, common_shapes, evaluate, head_sums, rank_eval_batches
 from vpmoe.train.loss import LossConfig, head_loss, span_counts, token_weights
 from vpmoe.train.metrics import (
     H100_BF16_PEAK_TFLOPS,
@@ -51,6 +49,7 @@ from vpmoe.train.metrics import (
 )
 from vpmoe.train.optim import OptimConfig, build_ddp_and_optimizer, set_lr
 from vpmoe.train.provenance import config_differences, provenance
+from vpmoe.train.schedule import run_micro_batches
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +366,8 @@ def step_gradients(ddp, opt, micro: list[dict], cfg: LossConfig, *, dp: int, dp_
     all summed over micro-batches and data-parallel ranks), "bad_grads": bool (any rank), "counts"}.
     Collective over the data-parallel group (and the world, for the finite flag).
     """
+    from megatron.core import parallel_state
+
     micro = common_shapes(ddp, micro, device)
     counts = span_counts([mb["position_spans"] for mb in micro]).to(device)
     torch.distributed.all_reduce(counts, group=dp_group)
@@ -377,29 +378,29 @@ def step_gradients(ddp, opt, micro: list[dict], cfg: LossConfig, *, dp: int, dp_
     sums = torch.zeros(2, 6, dtype=torch.float64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     span_loss = torch.zeros(2, dtype=torch.float64, device=device)
-    aux = torch.zeros((), dtype=torch.float64, device=device)
-    for j, mb in enumerate(micro):
-        ids = mb["input_ids"].to(device, non_blocking=True)
+
+    def loss_fn(mb: dict, head) -> torch.Tensor:
+        nonlocal loss_sum, sums, span_loss
         w = token_weights(mb["position_spans"], counts, cfg.weights)
-        # Reduce gradients once, after the last micro-batch (megatron's schedule does the same).
-        sync = ddp.no_sync() if j < len(micro) - 1 else contextlib.nullcontext()
-        with sync:
-            out = forward_student(ddp, ids, padding_mask=padding_mask(mb, device))
-            res = head_loss(
-                out.head, mb["labels"], mb["teacher_ids"], mb["teacher_logprobs"], w, cfg, backward_scale=dp
-            )
-            (res.loss * dp).backward()  # grad_output dp: what head_loss was promised (backward_scale)
+        res = head_loss(
+            head, mb["labels"], mb["teacher_ids"], mb["teacher_logprobs"], w, cfg, backward_scale=dp
+        )
         loss_sum += res.loss.detach().to(torch.float64)
-        aux += out.aux_loss_weighted.to(torch.float64)
         s = head_sums(res, mb["position_spans"])
         sums += s
         span_loss += s[:, 1] + cfg.ce_weight * s[:, 2]
+        return res.loss * dp  # backpropagated as is: grad_output dp, what head_loss was promised
+
+    aux = run_micro_batches(ddp, micro, loss_fn, device=device)
     ddp.finish_grad_sync()
     # Non-finite gradients anywhere (any rank, any buffer) -> flag, reduced with MAX over the world.
     bad = torch.zeros(1, dtype=torch.float64, device=device)
     for buf in [*ddp.buffers, *ddp.expert_parallel_buffers]:
         bad += (~torch.isfinite(buf.grad_data)).any().to(torch.float64)
     packed = torch.cat([loss_sum[None], aux[None], span_loss, sums.flatten()])
+    if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+        # Head sums live on the last stage, each stage's aux loss on its own layers: sum the pipeline.
+        torch.distributed.all_reduce(packed, group=parallel_state.get_pipeline_model_parallel_group())
     torch.distributed.all_reduce(packed, group=dp_group)
     torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
     return {"packed": packed.cpu(), "bad_grads": float(bad) > 0, "counts": counts}
