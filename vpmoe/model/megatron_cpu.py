@@ -20,7 +20,8 @@ Default causal masks are built on CUDA (`transformer/utils.py` get_default_causa
 
 Measured to run with these (tests/test_student_model.py): the model forward/backward, the allgather MoE
 dispatcher under expert parallelism, Megatron DDP's grad all-reduce, Megatron's fp32 optimizer with grad
-clipping, dist_checkpointing save/load; world size 1 and 2 (DP=2, DP=2 x EP=2). Not covered, because the
+clipping, dist_checkpointing save/load, the 1F1B pipeline schedule and its p2p layer; world size 1 and 2
+(DP=2, DP=2 x EP=2, PP=2). Not covered, because the
 CPU path does not use them: the alltoall dispatcher (`build.transformer_config` picks allgather on CPU),
 DDP's overlapped grad reduce (CUDA streams), the distributed optimizer, the bf16 optimizer (refused on CPU).
 
