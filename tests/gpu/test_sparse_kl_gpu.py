@@ -150,9 +150,14 @@ def test_vocab_parallel_two_gpus_nccl_equals_one(tmp_path):
     mp.spawn(_nccl_vp_worker, args=(port, str(tmp_path)), nprocs=2)
     case = make_case(peaked=True, dtype=torch.bfloat16, seed=11)
     ref, gh, gw = run(case, impl="triton", grad_output=1.5, ce_weight=0.3)
+    exact = oracle(case, tail="bucket", temperature=1.0, ce_weight=0.3)  # fp64 on the same bf16 inputs
     parts = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    # bf16 logits: each shard's GEMM rounds differently from the whole one, so compare errors against the
+    # fp64 closed form: the split run must be as accurate as the one-GPU run.
+    one_gpu = rel(ref.loss, exact["loss"])
     for res, gh_r, _ in parts:
-        assert math.isclose(float(res["loss"]), float(ref.loss), rel_tol=1e-5)
-        assert rel(res["kl"], ref.kl.cpu()) < 1e-5 and torch.equal(res["top1_agree"], ref.top1_agree.cpu())
-        assert rel(gh_r, gh.cpu()) < 1e-2  # bf16 gradients: the two shards' partial sums round differently
-    assert rel(torch.cat([parts[0][2], parts[1][2]]), gw.cpu()) < 1e-2
+        assert rel(res["loss"], exact["loss"].cpu()) <= SLACK * one_gpu + ABS_FLOOR
+        assert rel(res["kl"], exact["kl"].cpu()) <= SLACK * rel(ref.kl, exact["kl"]) + ABS_FLOOR
+        assert rel(gh_r, 1.5 * exact["gh"].cpu()) <= SLACK * rel(gh, 1.5 * exact["gh"]) + ABS_FLOOR
+    gw_split = torch.cat([parts[0][2], parts[1][2]])
+    assert rel(gw_split, 1.5 * exact["gw"].cpu()) <= SLACK * rel(gw, 1.5 * exact["gw"]) + ABS_FLOOR
