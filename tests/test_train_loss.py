@@ -23,6 +23,7 @@ from vpmoe.model.build import (
     build_student,
     forward_student,
     init_parallel,
+    pipeline_layer_offset,
     teardown_parallel,
 )
 from vpmoe.model.config import StudentConfig
@@ -78,9 +79,7 @@ def step_and_grads(
     ep_rank = parallel_state.get_expert_model_parallel_rank()
     num_local = tiny().num_moe_experts // ep
     # Layers by their global index: a pipeline stage numbers its own from 0.
-    offset = parallel_state.get_pipeline_model_parallel_rank() * (
-        tiny().num_layers // parallel_state.get_pipeline_model_parallel_world_size()
-    )
+    offset = pipeline_layer_offset(tiny().num_layers)
     grads = {
         _global_param_name(n, num_local, ep_rank, offset): p.main_grad.detach().clone()
         for n, p in model.named_parameters()

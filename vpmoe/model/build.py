@@ -285,6 +285,12 @@ _OUTPUT_PROJECTION = re.compile(r"\.(linear_proj|linear_fc2)\.weight\d*$")
 _LAYER = re.compile(r"^(decoder\.layers\.)(\d+)(\.)")
 
 
+def pipeline_layer_offset(num_layers: int) -> int:
+    """Global index of this pipeline stage's first layer (a stage numbers its own layers from 0)."""
+    pp = parallel_state.get_pipeline_model_parallel_world_size()
+    return parallel_state.get_pipeline_model_parallel_rank() * (num_layers // pp)
+
+
 def _global_param_name(name: str, num_local_experts: int, ep_rank: int, layer_offset: int = 0) -> str:
     """The parameter's name with local expert indices and (pipeline stage) layer indices made global."""
 
@@ -319,10 +325,7 @@ def _init_parameters(model: GPTModel, cfg: StudentConfig, *, seed: int) -> None:
     ep = parallel_state.get_expert_model_parallel_world_size()
     ep_rank = parallel_state.get_expert_model_parallel_rank()
     num_local_experts = cfg.num_moe_experts // ep
-    # A pipeline stage numbers its layers from 0: stage r holds global layers r * L / pp ...
-    layer_offset = parallel_state.get_pipeline_model_parallel_rank() * (
-        cfg.num_layers // parallel_state.get_pipeline_model_parallel_world_size()
-    )
+    layer_offset = pipeline_layer_offset(cfg.num_layers)
     scaled_std = cfg.init_method_std / math.sqrt(2.0 * cfg.num_layers)
     for name, param in model.named_parameters():
         if param.dim() < 2:

@@ -12,7 +12,7 @@ import torch
 from vpmoe.data.harmony_render import Span
 from vpmoe.train.data import MicroBatchBuilder, pad_batch
 from vpmoe.train.loss import LOSS_SPAN_IDS, LossConfig, head_loss
-from vpmoe.train.schedule import run_micro_batches
+from vpmoe.train.schedule import run_micro_batches, sum_over_pipeline
 
 SPANS = ("reasoning", "final")
 assert tuple(int(s) for s in (Span.REASONING, Span.FINAL)) == LOSS_SPAN_IDS
@@ -68,8 +68,6 @@ def evaluate(
 ) -> dict:
     """Evaluate on this rank's held-out micro-batches (`micro`: (sample indices, real) pairs from
     `rank_eval_batches`; real=False is a padding pass that keeps collectives aligned). Collective."""
-    from megatron.core import parallel_state
-
     was_training = model.training
     model.eval()
     try:
@@ -89,9 +87,7 @@ def evaluate(
 
             run_micro_batches(model, [batch], loss_fn, device=device, forward_only=True)
         if torch.distributed.is_initialized():
-            # Only the last pipeline stage holds the head's sums (the others add zeros).
-            if parallel_state.get_pipeline_model_parallel_world_size() > 1:
-                torch.distributed.all_reduce(sums, group=parallel_state.get_pipeline_model_parallel_group())
+            sum_over_pipeline(sums)  # only the last stage holds the head's sums
             torch.distributed.all_reduce(sums, group=dp_group)
     finally:
         model.train(was_training)

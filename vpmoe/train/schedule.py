@@ -30,6 +30,16 @@ def padding_mask(batch: dict, device: torch.device) -> torch.Tensor:
     return (torch.arange(s)[None, :] >= batch["lengths"][:, None]).to(device)
 
 
+def sum_over_pipeline(t: Tensor) -> Tensor:
+    """In place: the sum over the pipeline stages (the head's sums live on the last stage, each stage's
+    aux loss on its own layers). No-op without pipeline parallelism."""
+    from megatron.core import parallel_state
+
+    if parallel_state.get_pipeline_model_parallel_world_size() > 1:
+        torch.distributed.all_reduce(t, group=parallel_state.get_pipeline_model_parallel_group())
+    return t
+
+
 def run_micro_batches(
     ddp,
     micro: list[dict],

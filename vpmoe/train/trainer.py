@@ -49,7 +49,7 @@ from vpmoe.train.metrics import (
 )
 from vpmoe.train.optim import OptimConfig, build_ddp_and_optimizer, set_lr
 from vpmoe.train.provenance import config_differences, provenance
-from vpmoe.train.schedule import run_micro_batches
+from vpmoe.train.schedule import run_micro_batches, sum_over_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +366,6 @@ def step_gradients(ddp, opt, micro: list[dict], cfg: LossConfig, *, dp: int, dp_
     all summed over micro-batches and data-parallel ranks), "bad_grads": bool (any rank), "counts"}.
     Collective over the data-parallel group (and the world, for the finite flag).
     """
-    from megatron.core import parallel_state
 
     micro = common_shapes(ddp, micro, device)
     counts = span_counts([mb["position_spans"] for mb in micro]).to(device)
@@ -398,9 +397,7 @@ def step_gradients(ddp, opt, micro: list[dict], cfg: LossConfig, *, dp: int, dp_
     for buf in [*ddp.buffers, *ddp.expert_parallel_buffers]:
         bad += (~torch.isfinite(buf.grad_data)).any().to(torch.float64)
     packed = torch.cat([loss_sum[None], aux[None], span_loss, sums.flatten()])
-    if parallel_state.get_pipeline_model_parallel_world_size() > 1:
-        # Head sums live on the last stage, each stage's aux loss on its own layers: sum the pipeline.
-        torch.distributed.all_reduce(packed, group=parallel_state.get_pipeline_model_parallel_group())
+    sum_over_pipeline(packed)
     torch.distributed.all_reduce(packed, group=dp_group)
     torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
     return {"packed": packed.cpu(), "bad_grads": float(bad) > 0, "counts": counts}
