@@ -8,7 +8,8 @@ end-to-end overhead of `pipelines.score` over vLLM alone.
    hook receives) -> numpy copies (the hook's own work) -> validated rows -> compressed Zarr shard,
    positions per CPU-second (target >= 200k/s per core). vLLM's own pythonization (`.tolist()` into
    `FlatLogprobs`) is vLLM's cost, counted in the end-to-end comparison, not here.
-2. codecs: bytes per position of the candidate encodings on the same teacher rows.
+2. codecs: bytes per position of the candidate encodings (raw and row-coded, vpmoe/teacher/row_coding.py)
+   on the same teacher rows.
 3. reader: random sample-id fetches, positions per CPU-second (target >= 500k/s per core).
 4. --e2e-dataset: `score()` on a (small) prepared dataset vs `LLM.generate` alone on the same prompts (target < 1.10).
 Rows come from the tiny teacher when a store exists, else synthetic rows with a trained-like shape.
@@ -36,8 +37,11 @@ from vpmoe.teacher.store import StoreProvenance, TeacherStore
 
 K = 64
 V = 201088
-# What TeacherStore writes (vpmoe/teacher/store.py `BLOSC`).
-CHOSEN = {("ids uint32", "blosc-zstd1-shuffle"), ("log-probs fp16", "blosc-zstd1-shuffle")}
+# What TeacherStore writes (vpmoe/teacher/store.py `LAYOUT`).
+CHOSEN = {
+    ("id codes uint32 (shard id order)", "blosc-zstd1-bitshuffle"),
+    ("log-prob fp16 bit deltas, chunks transposed", "blosc-zstd1-shuffle"),
+}
 
 
 def synthetic_rows(n_pos: int, seq_len: int, seed: int = 0):
@@ -101,39 +105,46 @@ def bench_convert_write(seqs, tmp: Path) -> dict:
             "bytes_per_position": info["bytes"] / n_pos, "rejected": sum(validity.rejected.values())}  # fmt: skip
 
 
-def bench_codecs(seqs) -> list[dict]:
+def bench_codecs(shards: list[tuple[np.ndarray, np.ndarray]]) -> list[dict]:
+    """Bytes per position of each (encoding, codec) over 2048-row chunks; `shards` = [(ids, log-probs)],
+    each coded with its own id order as the writer does (counted over its first TABLE_ROWS rows)."""
     from numcodecs import Blosc, Zstd
 
-    ids = np.concatenate([s[1] for s in seqs]).astype(np.uint32)
-    lps = np.concatenate([s[2] for s in seqs]).astype(np.float32)
-    n = len(ids)
-    q = np.clip(np.round(-lps * 1024), 0, 65535).astype(np.int64)
-    qdelta = np.diff(q, axis=1, prepend=0).astype(np.uint16)
-    encodings = {
-        "ids uint32": ids,
-        "log-probs fp16": lps.astype(np.float16),
-        "log-probs q2^-10 delta uint16": qdelta,
-    }
+    from vpmoe.teacher.row_coding import TABLE_ROWS, IdOrder, logprob_deltas
+
+    codes = [IdOrder.count(ids[:TABLE_ROWS], V).encode(ids.astype(np.uint32)) for ids, _ in shards]
+    lp16 = [lps.astype(np.float16) for _, lps in shards]
+    deltas = [logprob_deltas(x) for x in lp16]
+    # (array name, per-shard arrays, chunks stored transposed)
+    encodings = [
+        ("ids uint32", [ids.astype(np.uint32) for ids, _ in shards], False),
+        ("id codes uint32 (shard id order)", codes, False),
+        ("log-probs fp16", lp16, False),
+        ("log-prob fp16 bit deltas", deltas, False),
+        ("log-prob fp16 bit deltas, chunks transposed", deltas, True),
+    ]
     codecs = {
         "zstd-3": Zstd(3),
         "blosc-zstd1-shuffle": Blosc("zstd", 1, Blosc.SHUFFLE),
+        "blosc-zstd1-bitshuffle": Blosc("zstd", 1, Blosc.BITSHUFFLE),
+        "blosc-zstd3-bitshuffle": Blosc("zstd", 3, Blosc.BITSHUFFLE),
         "blosc-zstd5-shuffle": Blosc("zstd", 5, Blosc.SHUFFLE),
-        "blosc-zstd5-bitshuffle": Blosc("zstd", 5, Blosc.BITSHUFFLE),
         "blosc-lz4-5-shuffle": Blosc("lz4", 5, Blosc.SHUFFLE),
     }
+    n = sum(len(ids) for ids, _ in shards)
     rows = []
-    for ename, arr in encodings.items():
+    for ename, arrays, transposed in encodings:
         for cname, codec in codecs.items():
             t0 = time.process_time()
-            size = sum(len(codec.encode(np.ascontiguousarray(arr[i : i + 2048]))) for i in range(0, n, 2048))
+            size = 0
+            for arr in arrays:
+                for i in range(0, len(arr), 2048):
+                    chunk = arr[i : i + 2048]
+                    size += len(codec.encode(np.ascontiguousarray(chunk.T if transposed else chunk)))
             rows.append(
-                {
-                    "array": ename,
-                    "codec": cname,
-                    "bytes_per_position": size / n,
-                    "encode_cpu_s": time.process_time() - t0,
-                }
-            )
+                {"array": ename, "codec": cname, "bytes_per_position": size / n,
+                 "encode_cpu_s": time.process_time() - t0}
+            )  # fmt: skip
     return rows
 
 
@@ -178,7 +189,9 @@ def main() -> None:
     try:
         results["convert_write"] = bench_convert_write(seqs, tmp)
         print("convert+write", results["convert_write"], flush=True)
-        results["codecs"] = bench_codecs(seqs)
+        results["codecs"] = bench_codecs(
+            [(np.concatenate([x[1] for x in seqs]), np.concatenate([x[2] for x in seqs]))]
+        )
         if args.store:
             real = []
             from vpmoe.teacher.store_reader import TeacherStoreReader
@@ -186,7 +199,7 @@ def main() -> None:
             r = TeacherStoreReader(args.dataset, args.store)
             for stem in r.stems:
                 a = r.read_shard(stem)
-                real.append((None, a.topk_ids.astype(np.int64), a.topk_logprobs.astype(np.float32)))
+                real.append((a.topk_ids.astype(np.int64), a.topk_logprobs.astype(np.float32)))
             results["codecs_tiny_teacher"] = bench_codecs(real)
             results["reader"] = bench_reader(Path(args.dataset), Path(args.store), 2000)
             print("reader", results["reader"], flush=True)

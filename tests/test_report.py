@@ -12,6 +12,7 @@ from conftest import run_module, scoring_rows, write_synth
 
 from vpmoe.report import ReportConfig, ReportError, run_report
 from vpmoe.report.checks import CHECKS, ROOT
+from vpmoe.teacher.row_coding import IdOrder, logprob_deltas, logprobs_from_deltas
 from vpmoe.teacher.store import MARKER_SUFFIX, SHARDS
 from vpmoe.utils.hashing import sha256_file
 
@@ -68,10 +69,22 @@ def refresh_marker(store, stem):
 
 
 def edit_array(store, stem, name, edit):
-    arr = zarr.open_array(str(store / SHARDS / stem / name), mode="r+")
-    data = arr[:]
-    edit(data)
-    arr[:] = data
+    """Edit one array of a committed shard through zarr. `topk_ids` and `topk_logprobs` are edited as the
+    decoded rows and coded again (row_coding), as the scorer would have written them."""
+    group = zarr.open_group(str(store / SHARDS / stem), mode="r+")
+    if name == "topk_ids":
+        order = IdOrder(group["id_order"][:], 201088)
+        data = order.decode(group["topk_id_codes"][:])
+        edit(data)
+        group["topk_id_codes"][:] = order.encode(data)
+    elif name == "topk_logprobs":
+        data = logprobs_from_deltas(group["topk_logprob_deltas"][:])
+        edit(data)
+        group["topk_logprob_deltas"][:] = logprob_deltas(data)
+    else:
+        data = group[name][:]
+        edit(data)
+        group[name][:] = data
     refresh_marker(store, stem)
 
 
@@ -80,7 +93,7 @@ def drop_row(store, stem, seq):
     group = zarr.open_group(str(store / SHARDS / stem), mode="r+")
     offsets = group["seq_offsets"][:]
     row = int(offsets[seq + 1]) - 1
-    for name in ("positions", "topk_ids", "topk_logprobs", "target_logprob", "target_rank"):
+    for name in ("positions", "topk_id_codes", "topk_logprob_deltas", "target_logprob", "target_rank"):
         arr = group[name]
         data = np.delete(arr[:], row, axis=0)
         arr.resize(data.shape)
@@ -123,13 +136,13 @@ CORRUPTIONS = {
     "extra_marker": (0, extra_marker, {"no_extra_shards"}, "shard-09999"),
     "corrupted_chunk": (
         0,
-        lambda s, st: flip_byte(s / SHARDS / st / "topk_logprobs" / "c" / "0" / "0"),
+        lambda s, st: flip_byte(s / SHARDS / st / "topk_logprob_deltas" / "c" / "0" / "0"),
         {"readable", "checksums"},
         None,
     ),
     "truncated_chunk": (
         2,
-        lambda s, st: truncate(s / SHARDS / st / "topk_ids" / "c" / "0" / "0"),
+        lambda s, st: truncate(s / SHARDS / st / "topk_id_codes" / "c" / "0" / "0"),
         {"readable", "checksums"},
         None,
     ),
@@ -137,6 +150,13 @@ CORRUPTIONS = {
     "positive_logprob": (2, set_value("topk_logprobs", (7, 0), 0.5), {"nonpositive", "topk_mass"}, None),
     "wrong_position_count": (1, lambda s, st: drop_row(s, st, 1), {"alignment"}, None),
     "duplicated_id": (0, duplicate_id, {"unique_ids"}, None),
+    "bad_id_order": (
+        0,
+        lambda s, st: edit_array(s, st, "id_order", lambda a: a.__setitem__(1, a[0])),
+        {"readable"},
+        None,
+    ),
+    "code_outside_vocab": (1, set_value("topk_id_codes", (4, 2), 201088), {"ids_in_range"}, None),
 }
 
 

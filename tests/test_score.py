@@ -238,7 +238,7 @@ def test_cli_errors(tmp_path, small_dataset, tiny_teacher):
 def test_corrupted_chunk_is_detected_on_read(tmp_path, small_dataset, scored_store):
     copy = tmp_path / "store"
     shutil.copytree(scored_store, copy)
-    chunk = sorted((copy / SHARDS).glob("shard-00000/topk_logprobs/c/*/*"))[0]
+    chunk = sorted((copy / SHARDS).glob("shard-00000/topk_logprob_deltas/c/*/*"))[0]
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0x5A
     chunk.write_bytes(bytes(data))
@@ -376,29 +376,38 @@ def test_validation_counts_and_locates_every_reason():
 
 
 def test_store_is_valid_zarr_and_chunks_are_zarrs_own_bytes(tmp_path, small_dataset, scored_store):
-    """zarr reads every array of every shard as our reader does, and re-encoding an array with zarr's
-    own writer gives the same chunk files byte for byte."""
+    """zarr reads every array of every shard as our reader does, re-encoding an array with zarr's own
+    writer gives the same chunk files byte for byte, and decoding zarr's arrays with row_coding gives the
+    reader's rows."""
     import zarr
 
-    from vpmoe.teacher.store import ARRAYS, _zarr_codecs
+    from vpmoe.teacher.row_coding import IdOrder, logprobs_from_deltas
+    from vpmoe.teacher.store import ARRAYS, LAYOUT, zarr_codecs
+    from vpmoe.teacher.store_reader import ChunkedArray
 
     reader = TeacherStoreReader(small_dataset, scored_store)
     for stem in reader.stems:
-        ours = reader.read_shard(stem)
+        group = scored_store / SHARDS / stem
+        stored = {}
         for name in ARRAYS:
-            z = zarr.open_array(str(scored_store / SHARDS / stem / name), mode="r")
-            got = z[:]
-            assert got.dtype == getattr(ours, name).dtype, name
-            np.testing.assert_array_equal(got, getattr(ours, name), err_msg=f"{stem}/{name}")
+            z = zarr.open_array(str(group / name), mode="r")
+            got = stored[name] = z[:]
+            ours = ChunkedArray(group / name).read(0, z.shape[0])
+            assert got.dtype == ours.dtype == LAYOUT[name].dtype, name
+            np.testing.assert_array_equal(got, ours, err_msg=f"{stem}/{name}")
             ref = zarr.create_array(
-                str(tmp_path / stem / name), shape=z.shape, chunks=z.chunks, dtype=z.dtype,
-                compressors=_zarr_codecs(z.dtype),
+                str(tmp_path / stem / name), shape=z.shape, chunks=z.chunks, dtype=z.dtype, **zarr_codecs(LAYOUT[name])
             )  # fmt: skip
             ref[:] = got
-            mine = sorted(p for p in (scored_store / SHARDS / stem / name / "c").rglob("*") if p.is_file())
+            mine = sorted(p for p in (group / name / "c").rglob("*") if p.is_file())
             theirs = sorted(p for p in (tmp_path / stem / name / "c").rglob("*") if p.is_file())
-            assert [p.relative_to(scored_store / SHARDS / stem / name) for p in mine] == [
+            assert [p.relative_to(group / name) for p in mine] == [
                 p.relative_to(tmp_path / stem / name) for p in theirs
             ]
             for a, b in zip(mine, theirs, strict=True):
                 assert a.read_bytes() == b.read_bytes(), a
+        rows = reader.read_shard(stem)
+        np.testing.assert_array_equal(
+            IdOrder(stored["id_order"], 201088).decode(stored["topk_id_codes"]), rows.topk_ids
+        )
+        np.testing.assert_array_equal(logprobs_from_deltas(stored["topk_logprob_deltas"]), rows.topk_logprobs)

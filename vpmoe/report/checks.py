@@ -22,7 +22,7 @@ CHECKS = {
     "checksums": "every file of a committed shard has the sha256 its marker records; none missing or extra",
     "provenance": "root attributes present; dataset manifest hash and tokenizer equal the dataset's; "
     "k, dtype, vocab and scoring-config hash consistent (root, markers, arrays)",
-    "readable": "every array present with its dtype and shape, every chunk decodes (crc32c)",
+    "readable": "every array present with its dtype and shape, every chunk decodes (crc32c), valid id code table",
     "alignment": "per sequence, stored positions equal the prepared shard's supervised positions; "
     "seq_offsets, marker counts and sample ids agree with the dataset",
     "ids_in_range": "top-k ids in [0, padded vocab)",

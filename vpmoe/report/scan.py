@@ -18,7 +18,8 @@ from vpmoe.data.prepared import PreparedDataset
 from vpmoe.report.checks import CheckLog, RowBlock, decode, value_failures
 from vpmoe.report.stats import StatsAccumulator, row_metrics
 from vpmoe.report.store_checks import check_checksums
-from vpmoe.teacher.store import ARRAYS, sample_ids_digest
+from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas
+from vpmoe.teacher.store import ARRAYS, LAYOUT, sample_ids_digest
 
 # Rows per zarr read (rounded to whole chunks): large enough that zarr decodes chunks concurrently,
 # small enough to bound memory (~25 MB decoded at k=64).
@@ -90,6 +91,7 @@ class ShardScan:
         self.locate_offsets: np.ndarray | None = None
         self.positions: np.ndarray | None = None
         self.unreadable: dict[str, list[tuple[int, int]]] = {}  # array -> row ranges of bad chunks
+        self.id_order: IdOrder | None = None
 
     def fail(self, check: str, detail: str, *, count: int = 1, row: int | None = None) -> None:
         self.checks.fail(
@@ -153,14 +155,7 @@ class ShardScan:
             return None
         arrays, problems = {}, []
         k = self.k
-        want = {
-            "positions": np.int32,
-            "topk_ids": np.uint32,
-            "topk_logprobs": np.float16,
-            "target_logprob": np.float32,
-            "target_rank": np.uint32,
-            "seq_offsets": np.int64,
-        }
+        want = {name: LAYOUT[name].dtype for name in ARRAYS}
         for name in ARRAYS:
             try:
                 arr = group[name]
@@ -172,12 +167,12 @@ class ShardScan:
             arrays[name] = arr
         if not problems:
             n_rows = arrays["positions"].shape[0]
-            kk = arrays["topk_ids"].shape[1] if arrays["topk_ids"].ndim == 2 else None
+            kk = arrays["topk_id_codes"].shape[1] if arrays["topk_id_codes"].ndim == 2 else None
             k = k if k is not None else kk
             shapes = {
                 "positions": (n_rows,),
-                "topk_ids": (n_rows, k),
-                "topk_logprobs": (n_rows, k),
+                "topk_id_codes": (n_rows, k),
+                "topk_logprob_deltas": (n_rows, k),
                 "target_logprob": (n_rows,),
                 "target_rank": (n_rows,),
             }
@@ -188,6 +183,12 @@ class ShardScan:
                 problems.append(
                     f"seq_offsets: shape {arrays['seq_offsets'].shape}, expected ({num_seqs + 1},)"
                 )
+            try:
+                self.id_order = IdOrder(arrays["id_order"][:], self.vocab)
+            except IdOrderError as e:
+                problems.append(f"id_order: {e}")
+            except Exception as e:  # a chunk that does not decode
+                problems.append(f"id_order: does not decode ({type(e).__name__}: {e})")
         if problems:
             self.fail("readable", "; ".join(problems), count=len(problems))
             return None
@@ -261,9 +262,9 @@ class ShardScan:
         return aligned
 
     def _scan_rows(self, arrays, expect, codes, stats: StatsAccumulator, bar) -> None:
-        names = ("topk_ids", "topk_logprobs", "target_logprob", "target_rank")
+        names = ("topk_id_codes", "topk_logprob_deltas", "target_logprob", "target_rank")
         n_rows = arrays["positions"].shape[0]
-        chunk = arrays["topk_ids"].chunks[0]
+        chunk = arrays["topk_id_codes"].chunks[0]
         step = max(chunk, READ_ROWS // chunk * chunk)
         for a in range(0, n_rows, step):
             b = min(a + step, n_rows)
@@ -276,7 +277,10 @@ class ShardScan:
                     block = RowBlock(
                         start=c,
                         targets=expect.targets[c:d_] if codes is not None else None,
-                        **{n: got[n][sl] for n in names},
+                        topk_ids=self.id_order.decode(got["topk_id_codes"][sl]),  # a bad code -> id = vocab
+                        topk_logprobs=logprobs_from_deltas(got["topk_logprob_deltas"][sl]),
+                        target_logprob=got["target_logprob"][sl],
+                        target_rank=got["target_rank"][sl],
                     )
                     ok = self._check_block(block, dec := decode(block))
                     if codes is not None:

@@ -1,17 +1,22 @@
 """`TeacherStore`: sparse teacher log-probabilities in Zarr v3, keyed by the dataset manifest.
 
-Layout (docs/teacher_store.md is the contract):
+Layout (docs/teacher_store.md is the contract; schema 2):
 
     <output>/<manifest_hash>/<teacher_id>/
         zarr.json                          root group; attributes = provenance (StoreProvenance)
         shards/shard-00000/                one Zarr group per dataset shard, same name stem
-            positions       [P] int32      position t within its sequence (student position; predicts t+1)
-            topk_ids        [P, k] uint32  teacher's top-k token ids for token t+1, rank order
-            topk_logprobs   [P, k] float16 their log-probabilities (fp32 log-softmax over the full vocab, rounded)
-            target_logprob  [P] float32    log-probability of the actual token t+1
-            target_rank     [P] uint32     its rank in the full vocabulary (1 = argmax)
-            seq_offsets     [N+1] int64    rows of sequence i: seq_offsets[i]:seq_offsets[i+1]
+            positions            [P] int32      position t within its sequence (student position; predicts t+1)
+            topk_id_codes        [P, k] uint32  teacher's top-k token ids for token t+1, rank order, as codes
+            id_order             [n] uint32     the shard's code table (row_coding.IdOrder): id of code c < n
+            topk_logprob_deltas  [P, k] uint16  their fp16 log-probabilities as bit deltas along k
+                                                (row_coding.logprob_deltas; chunks stored transposed)
+            target_logprob       [P] float32    log-probability of the actual token t+1
+            target_rank          [P] uint32     its rank in the full vocabulary (1 = argmax)
+            seq_offsets          [N+1] int64    rows of sequence i: seq_offsets[i]:seq_offsets[i+1]
         shards/shard-00000.complete.json   commit marker: counts + sha256 of every file in the shard group
+
+The writer takes and the reader returns the decoded rows (`ShardArrays`: ids uint32, log-probs fp16);
+the codes and deltas are lossless transforms (row_coding.py) that exist only on disk.
 
 Rows are the supervised positions only (labels != -100), in sequence order then position order, and
 sequences in the prepared shard's order. Every chunk carries a crc32c (Zarr's `crc32c` codec), checked on
@@ -32,16 +37,18 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from vpmoe.teacher.row_coding import TABLE_ROWS, IdOrder, logprob_deltas
+from vpmoe.tokenizer import PADDED_VOCAB_SIZE
 from vpmoe.utils.hashing import sha256_file
 
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2  # 2: id codes + log-prob deltas (row_coding.py); 1 stored raw ids and fp16
 SHARDS = "shards"
 MARKER_SUFFIX = ".complete.json"
 CHUNK_ROWS = 2048  # positions per chunk: ~1-2 chunks per sample fetch; measured in benchmarks/bench_store.py
-ARRAYS = ("positions", "topk_ids", "topk_logprobs", "target_logprob", "target_rank", "seq_offsets")
 
 
 class StoreError(RuntimeError):
@@ -55,18 +62,43 @@ def _zarr():
 
 
 # --- Chunk layout: the one piece of code that encodes (ShardWriter) and decodes (the reader) chunks. ---
-# Compression chosen by measurement (benchmarks/results/store_cpu.md): blosc-zstd level 1 with byte shuffle
-# (levels 3-5 save ~4% of bytes at 2-3x the CPU, which the scorer's per-core budget cannot afford), then
-# a crc32c per chunk so corruption is detected on read.
-BLOSC = {"cname": "zstd", "clevel": 1, "shuffle": "shuffle", "blocksize": 0}
+# Compression chosen by measurement (benchmarks/results/store_cpu.md): blosc-zstd level 1 (levels 3-5 save
+# ~1-4% of bytes at 2-3x the CPU, which the scorer's per-core budget cannot afford), byte shuffle, or bit
+# shuffle for the id codes (85.9 vs 88.7 bytes/position, and faster), then a crc32c per chunk so
+# corruption is detected on read. The log-prob deltas are stored transposed (48.7 vs 53.1 bytes/position).
+@dataclass(frozen=True)
+class ArrayLayout:
+    dtype: type
+    shuffle: str = "shuffle"  # blosc shuffle: "shuffle" (bytes) or "bitshuffle"
+    transpose: bool = False  # chunk stored as [k, rows] (Zarr's transpose codec, order [1, 0])
+
+    def blosc(self) -> dict:
+        return {"cname": "zstd", "clevel": 1, "shuffle": self.shuffle, "blocksize": 0,
+                "typesize": np.dtype(self.dtype).itemsize}  # fmt: skip
+
+
+LAYOUT = {
+    "positions": ArrayLayout(dtype=np.int32),
+    "topk_id_codes": ArrayLayout(dtype=np.uint32, shuffle="bitshuffle"),
+    "id_order": ArrayLayout(dtype=np.uint32),
+    "topk_logprob_deltas": ArrayLayout(dtype=np.uint16, transpose=True),
+    "target_logprob": ArrayLayout(dtype=np.float32),
+    "target_rank": ArrayLayout(dtype=np.uint32),
+    "seq_offsets": ArrayLayout(dtype=np.int64),
+}
+ARRAYS = tuple(LAYOUT)  # the arrays of a shard group, as stored
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}  # numcodecs' ids for zarr's names
 
 
-def _zarr_codecs(dtype: np.dtype):
-    """The codecs declared in each array's zarr.json (Zarr v3: bytes little-endian -> blosc -> crc32c)."""
-    from zarr.codecs import BloscCodec, Crc32cCodec
+def zarr_codecs(layout: ArrayLayout) -> dict:
+    """`create_array` keywords declaring `layout` (Zarr v3: [transpose ->] bytes little-endian -> blosc ->
+    crc32c)."""
+    from zarr.codecs import BloscCodec, Crc32cCodec, TransposeCodec
 
-    return [BloscCodec(**BLOSC, typesize=np.dtype(dtype).itemsize), Crc32cCodec()]
+    return {
+        "filters": [TransposeCodec(order=(1, 0))] if layout.transpose else [],
+        "compressors": [BloscCodec(**layout.blosc()), Crc32cCodec()],
+    }
 
 
 def _blosc():
@@ -79,36 +111,46 @@ def _blosc():
 
 
 class ChunkCodec:
-    """The chunks of one store array as Zarr v3 lays them out for `_zarr_codecs`: chunk i of a regular
-    grid (whole rows; the last chunk padded with the fill value 0 to the full chunk shape) is the file
-    `<array>/c/<i>/0...` holding blosc(zstd 1, byte shuffle, typesize = itemsize) of its little-endian
-    bytes, followed by the crc32c of that frame as 4 bytes little-endian (zarr's `crc32c` codec).
-    Opening checks that the array's zarr.json declares exactly this layout, so the bytes written here are
-    what any Zarr v3 reader expects, and the reader never guesses at another layout."""
+    """The chunks of one store array as Zarr v3 lays them out for `zarr_codecs(LAYOUT[name])`: chunk i of
+    a regular grid (whole rows; the last chunk padded with the fill value 0 to the full chunk shape;
+    transposed when the layout says so) is the file `<array>/c/<i>/0...` holding blosc (zstd 1, the
+    layout's shuffle, typesize = itemsize) of its little-endian bytes, followed by the crc32c of that frame
+    as 4 bytes little-endian (zarr's `crc32c` codec). Opening checks that the array's zarr.json declares
+    exactly the layout `LAYOUT` gives its name, so the bytes written here are what any Zarr v3 reader
+    expects, and the reader never guesses at another layout."""
 
-    def __init__(self, path: Path, *, writing: bool = False) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         try:
             meta = json.loads((path / "zarr.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise StoreError(f"{path}: unreadable array metadata ({e})") from e
-        codecs = meta.get("codecs", [])
+        self.layout = layout = LAYOUT.get(path.name)
+        if layout is None:
+            raise StoreError(f"{path}: not an array of a TeacherStore shard (those are {', '.join(ARRAYS)})")
+        want = [{"name": "transpose", "configuration": {"order": [1, 0]}}] if layout.transpose else []
+        want += [
+            {"name": "bytes", "configuration": {"endian": "little"}},
+            {"name": "blosc", "configuration": layout.blosc()},
+            {"name": "crc32c"},
+        ]
         layout_ok = (
-            [c.get("name") for c in codecs] == ["bytes", "blosc", "crc32c"]
-            and codecs[0].get("configuration", {}).get("endian") == "little"
+            [{"name": c.get("name"), **({"configuration": c["configuration"]} if c.get("configuration") else {})}
+             for c in meta.get("codecs", [])] == want
+            and meta.get("data_type") == np.dtype(layout.dtype).name
             and meta.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
             and meta.get("chunk_grid", {}).get("name") == "regular"
             and meta.get("fill_value") == 0
-        )
+        )  # fmt: skip
         if not layout_ok:
-            raise StoreError(f"{path}: not the layout TeacherStore writes (bytes/blosc/crc32c, default keys)")
+            raise StoreError(
+                f"{path}: not the layout TeacherStore writes for {path.name} ({np.dtype(layout.dtype).name}, "
+                f"{'transpose, ' if layout.transpose else ''}bytes/blosc {layout.shuffle}/crc32c, default keys)"
+            )
         self.shape = tuple(meta["shape"])
         self.chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
-        self.dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-        if writing and codecs[1].get("configuration") != {**BLOSC, "typesize": self.dtype.itemsize}:
-            raise StoreError(
-                f"{path}: zarr declared blosc {codecs[1].get('configuration')}, writer encodes {BLOSC}"
-            )
+        self.dtype = np.dtype(layout.dtype).newbyteorder("<")
+        self._stored_shape = self.chunk_shape[::-1] if layout.transpose else self.chunk_shape
 
     def key(self, i: int) -> Path:
         return self.path / "c" / "/".join([str(i)] + ["0"] * (len(self.shape) - 1))
@@ -126,10 +168,17 @@ class ChunkCodec:
             padded = np.zeros(self.chunk_shape, self.dtype)
             padded[: len(chunk)] = chunk
             chunk = padded
+        if self.layout.transpose:
+            chunk = np.ascontiguousarray(chunk.T)
+        cfg = self.layout.blosc()
         frame = _blosc().compress(
-            chunk, BLOSC["cname"].encode(), BLOSC["clevel"], _SHUFFLE[BLOSC["shuffle"]], BLOSC["blocksize"],
-            self.dtype.itemsize,
-        )  # fmt: skip
+            chunk,
+            cfg["cname"].encode(),
+            cfg["clevel"],
+            _SHUFFLE[cfg["shuffle"]],
+            cfg["blocksize"],
+            cfg["typesize"],
+        )
         key = self.key(i)
         key.parent.mkdir(parents=True, exist_ok=True)
         with open(key, "wb") as f:
@@ -137,7 +186,8 @@ class ChunkCodec:
             f.write(google_crc32c.value(frame).to_bytes(4, "little"))
 
     def read(self, i: int) -> np.ndarray:
-        """Chunk i, crc32c verified (a missing or corrupted chunk raises `StoreError` naming the file)."""
+        """Chunk i, rows first, crc32c verified (a missing or corrupted chunk raises `StoreError` naming
+        the file)."""
         import google_crc32c
 
         key = self.key(i)
@@ -148,7 +198,8 @@ class ChunkCodec:
         frame = raw[:-4]
         if len(raw) < 4 or google_crc32c.value(frame) != int.from_bytes(raw[-4:], "little"):
             raise StoreError(f"{key}: crc32c checksum mismatch: the chunk is corrupted")
-        return np.frombuffer(_blosc().decompress(frame), dtype=self.dtype).reshape(self.chunk_shape)
+        chunk = np.frombuffer(_blosc().decompress(frame), dtype=self.dtype).reshape(self._stored_shape)
+        return np.ascontiguousarray(chunk.T) if self.layout.transpose else chunk
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,11 +252,19 @@ def sample_ids_digest(sample_ids: list[str]) -> str:
 
 @dataclass
 class ShardArrays:
-    """One shard's rows, in memory (the writer's input and the reader's full-shard output)."""
+    """One shard's decoded rows, in memory (the writer's input and the reader's full-shard output)."""
 
-    positions: np.ndarray
-    topk_ids: np.ndarray
-    topk_logprobs: np.ndarray
+    ROW_FIELDS: ClassVar[tuple[str, ...]] = (
+        "positions",
+        "topk_ids",
+        "topk_logprobs",
+        "target_logprob",
+        "target_rank",
+    )
+
+    positions: np.ndarray  # int32 [P]
+    topk_ids: np.ndarray  # uint32 [P, k]
+    topk_logprobs: np.ndarray  # float16 [P, k]
     target_logprob: np.ndarray
     target_rank: np.ndarray
     seq_offsets: np.ndarray
@@ -276,34 +335,45 @@ class TeacherStore:
 class ShardWriter:
     """Streams rows of one shard into chunk files (`ChunkCodec`), then commits.
 
-    zarr writes the metadata (create_array) and nothing else: its write path costs ~4.5 us per position
-    over the encoding itself (benchmarks/results/store_cpu.md), so chunks are encoded here directly."""
+    Takes decoded rows (`ShardArrays` fields but seq_offsets) and codes them (row_coding.py). The id
+    order is counted over the shard's first `TABLE_ROWS` positions, so nothing is encoded until that many
+    are buffered (~6.5 MB at k=64) or the shard ends. zarr writes the metadata (create_array) and nothing
+    else: its write path costs ~4.5 us per position over the encoding itself
+    (benchmarks/results/store_cpu.md), so chunks are encoded here directly."""
 
     def __init__(self, store: TeacherStore, stem: str, tmp: Path, *, num_positions: int, num_sequences: int):
         zarr = _zarr()
         self.store, self.stem, self.tmp = store, stem, tmp
         self.num_positions, self.num_sequences = num_positions, num_sequences
         k = store.provenance.k
-        group = zarr.create_group(str(tmp), zarr_format=3)
+        self.group = zarr.create_group(str(tmp), zarr_format=3)
         rows = max(1, min(CHUNK_ROWS, num_positions))
-        spec = {
-            "positions": ((num_positions,), (rows,), np.int32),
-            "topk_ids": ((num_positions, k), (rows, k), np.uint32),
-            "topk_logprobs": ((num_positions, k), (rows, k), np.float16),
-            "target_logprob": ((num_positions,), (rows,), np.float32),
-            "target_rank": ((num_positions,), (rows,), np.uint32),
-            "seq_offsets": ((num_sequences + 1,), (num_sequences + 1,), np.int64),
+        shapes = {
+            "positions": ((num_positions,), (rows,)),
+            "topk_id_codes": ((num_positions, k), (rows, k)),
+            "topk_logprob_deltas": ((num_positions, k), (rows, k)),
+            "target_logprob": ((num_positions,), (rows,)),
+            "target_rank": ((num_positions,), (rows,)),
+            "seq_offsets": ((num_sequences + 1,), (num_sequences + 1,)),
         }
-        for name, (shape, chunks, dt) in spec.items():
-            group.create_array(name, shape=shape, chunks=chunks, dtype=dt, compressors=_zarr_codecs(dt))
-        self.codecs = {name: ChunkCodec(tmp / name, writing=True) for name in spec}
+        self.codecs = {name: self._create(name, shape, chunks) for name, (shape, chunks) in shapes.items()}
         self.rows = rows
+        self.id_order: IdOrder | None = None  # counted from the first TABLE_ROWS rows
         self.written = 0  # rows encoded (a multiple of `rows` until the final flush)
-        self.buffer: dict[str, list[np.ndarray]] = {n: [] for n in spec if n != "seq_offsets"}
+        self.buffer: dict[str, list[np.ndarray]] = {n: [] for n in ShardArrays.ROW_FIELDS}
         self.buffered = 0
         self.seq_lengths: list[int] = []
 
+    def _create(self, name: str, shape: tuple, chunks: tuple) -> ChunkCodec:
+        layout = LAYOUT[name]
+        self.group.create_array(name, shape=shape, chunks=chunks, dtype=layout.dtype, **zarr_codecs(layout))
+        return ChunkCodec(self.tmp / name)
+
     def add_sequence(self, **rows: np.ndarray) -> None:
+        if set(rows) != set(ShardArrays.ROW_FIELDS):
+            raise StoreError(
+                f"{self.stem}: rows must have exactly {ShardArrays.ROW_FIELDS}, got {sorted(rows)}"
+            )
         n = len(rows["positions"])
         for name, arr in rows.items():
             self.buffer[name].append(arr)
@@ -313,19 +383,33 @@ class ShardWriter:
             raise StoreError(
                 f"{self.stem}: more rows than the {self.num_positions} supervised positions expected"
             )
-        if self.buffered >= self.rows:
+        if self.buffered >= self.rows and (self.id_order is not None or self.buffered >= TABLE_ROWS):
             self._flush(final=False)
 
     def _flush(self, *, final: bool) -> None:
-        if not self.buffered:
+        if not self.buffered and self.id_order is not None:
             return
         take = self.buffered if final else (self.buffered // self.rows) * self.rows
         first = self.written // self.rows
+        arrays = {}
         for name, parts in self.buffer.items():
-            arr = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            for c, lo in enumerate(range(0, take, self.rows)):
-                self.codecs[name].write(first + c, arr[lo : min(lo + self.rows, take)])
-            self.buffer[name] = [arr[take:]] if take < len(arr) else []
+            arr = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else None
+            arrays[name] = arr
+            self.buffer[name] = [arr[take:]] if arr is not None and take < len(arr) else []
+        if self.id_order is None:  # the first flush: the shard's first min(TABLE_ROWS, P) rows are here
+            ids = arrays["topk_ids"]
+            self.id_order = IdOrder.count(ids[:TABLE_ROWS] if ids is not None else [], PADDED_VOCAB_SIZE)
+            n = len(self.id_order.order)
+            self._create("id_order", (n,), (max(n, 1),))
+            if n:
+                ChunkCodec(self.tmp / "id_order").write(0, self.id_order.order)
+        for c, lo in enumerate(range(0, take, self.rows)):
+            sl = slice(lo, min(lo + self.rows, take))
+            self.codecs["positions"].write(first + c, arrays["positions"][sl])
+            self.codecs["topk_id_codes"].write(first + c, self.id_order.encode(arrays["topk_ids"][sl]))
+            self.codecs["topk_logprob_deltas"].write(first + c, logprob_deltas(arrays["topk_logprobs"][sl]))
+            self.codecs["target_logprob"].write(first + c, arrays["target_logprob"][sl])
+            self.codecs["target_rank"].write(first + c, arrays["target_rank"][sl])
         self.written += take
         self.buffered -= take
 

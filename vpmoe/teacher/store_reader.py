@@ -7,7 +7,10 @@ Fast path: a fetch needs a few hundred rows of five arrays; zarr's generic index
 call in overhead alone (measured: 5.4 ms per fetch, ~60k positions/s). The reader therefore decodes the
 chunks of the layout `TeacherStore` writes with the writer's own `ChunkCodec` (store.py) -- verify the
 crc32c, blosc-decompress, view as the array's dtype -- and keeps the most recent chunks per array in an
-LRU cache. Anything but that exact layout is refused, never guessed at.
+LRU cache, then undoes the row coding (row_coding.py: id codes through the shard's `id_order`, log-prob
+bit deltas by a cumulative sum) on the fetched rows only. Anything but that exact layout is refused,
+never guessed at. At most `OPEN_SHARDS` shards stay open (their chunk caches and 0.8 MB code tables),
+so memory is bounded however many shards a dataset has.
 
 Fork safety: zarr runs an asyncio loop in background threads; a process forked after zarr started holds
 a copy of a lock no thread will release, and deadlocks. The reader never starts zarr (metadata is read
@@ -27,6 +30,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from vpmoe.data.prepared import PreparedDataset
+from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas
 from vpmoe.teacher.store import (
     ARRAYS,
     MARKER_SUFFIX,
@@ -38,6 +42,7 @@ from vpmoe.teacher.store import (
     sample_ids_digest,
     shard_stem,
 )
+from vpmoe.tokenizer import PADDED_VOCAB_SIZE
 
 _log = logging.getLogger(__name__)
 
@@ -123,20 +128,23 @@ class TeacherStoreReader:
                 f"{self.root}: {len(incomplete)} of {len(self.dataset.manifest.shards)} shard(s) not committed "
                 f"({', '.join(incomplete[:5])}{'...' if len(incomplete) > 5 else ''}); rerun pipelines.score to finish"
             )
-        self._arrays: dict[int, dict[str, ChunkedArray]] = {}
-        self._offsets: dict[int, np.ndarray] = {}
+        self._open_shards: OrderedDict[int, _OpenShard] = OrderedDict()
+
+    OPEN_SHARDS = 8
 
     def __getstate__(self):
-        return {**self.__dict__, "_arrays": {}, "_offsets": {}}
+        return {**self.__dict__, "_open_shards": OrderedDict()}
 
-    def _open(self, si: int) -> dict[str, ChunkedArray]:
-        if si not in self._arrays:
-            group = self.root / SHARDS / self.stems[si]
-            self._arrays[si] = {name: ChunkedArray(group / name) for name in ARRAYS}
-            self._offsets[si] = self._arrays[si]["seq_offsets"].read(
-                0, self._arrays[si]["seq_offsets"].shape[0]
-            )
-        return self._arrays[si]
+    def _open(self, si: int) -> _OpenShard:
+        shard = self._open_shards.get(si)
+        if shard is None:
+            shard = _OpenShard(self.root / SHARDS / self.stems[si])
+            self._open_shards[si] = shard
+            if len(self._open_shards) > self.OPEN_SHARDS:
+                self._open_shards.popitem(last=False)
+        else:
+            self._open_shards.move_to_end(si)
+        return shard
 
     def __len__(self) -> int:
         return len(self.index)
@@ -146,25 +154,59 @@ class TeacherStoreReader:
             si, j = self.index[sample_id]
         except KeyError:
             raise KeyError(f"sample id {sample_id!r} is not in dataset {self.dataset.root}") from None
-        arrays = self._open(si)
-        a, b = (int(x) for x in self._offsets[si][j : j + 2])
+        shard = self._open(si)
+        a, b = (int(x) for x in shard.offsets[j : j + 2])
         return TeacherRows(
-            positions=arrays["positions"].read(a, b),
-            topk_ids=arrays["topk_ids"].read(a, b, np.int64),
-            topk_logprobs=arrays["topk_logprobs"].read(a, b, np.float32),
-            target_logprob=arrays["target_logprob"].read(a, b),
-            target_rank=arrays["target_rank"].read(a, b, np.int64),
+            positions=shard.arrays["positions"].read(a, b),
+            topk_ids=shard.topk_ids(a, b).astype(np.int64),
+            topk_logprobs=shard.topk_logprobs(a, b).astype(np.float32),
+            target_logprob=shard.arrays["target_logprob"].read(a, b),
+            target_rank=shard.arrays["target_rank"].read(a, b, np.int64),
         )
 
     def read_shard(self, stem: str) -> ShardArrays:
-        arrays = self._open(self.stems.index(stem))
-        return ShardArrays(**{name: arrays[name].read(0, arrays[name].shape[0]) for name in ARRAYS})
+        """One shard's rows, decoded (ids uint32, log-probs fp16, as the writer took them)."""
+        shard = self._open(self.stems.index(stem))
+        n = shard.arrays["positions"].shape[0]
+        return ShardArrays(
+            positions=shard.arrays["positions"].read(0, n),
+            topk_ids=shard.topk_ids(0, n),
+            topk_logprobs=shard.topk_logprobs(0, n),
+            target_logprob=shard.arrays["target_logprob"].read(0, n),
+            target_rank=shard.arrays["target_rank"].read(0, n),
+            seq_offsets=shard.offsets.copy(),
+        )
+
+
+class _OpenShard:
+    """One shard group's arrays, offsets and id code table."""
+
+    def __init__(self, group: Path) -> None:
+        self.group = group
+        self.arrays = {name: ChunkedArray(group / name) for name in ARRAYS}
+        self.offsets = self.arrays["seq_offsets"].read(0, self.arrays["seq_offsets"].shape[0])
+        order = self.arrays["id_order"]
+        try:
+            self.id_order = IdOrder(order.read(0, order.shape[0]), PADDED_VOCAB_SIZE)
+        except IdOrderError as e:
+            raise StoreError(f"{group / 'id_order'}: {e}") from None
+
+    def topk_ids(self, a: int, b: int) -> np.ndarray:
+        ids = self.id_order.decode(self.arrays["topk_id_codes"].read(a, b))
+        if ids.size and int(ids.max()) >= PADDED_VOCAB_SIZE:
+            raise StoreError(
+                f"{self.group / 'topk_id_codes'}: a code outside the vocabulary in rows {a}-{b - 1}"
+            )
+        return ids
+
+    def topk_logprobs(self, a: int, b: int) -> np.ndarray:
+        return logprobs_from_deltas(self.arrays["topk_logprob_deltas"].read(a, b))
 
 
 class ChunkedArray:
     """Row ranges of one store array, decoded chunk by chunk with an LRU cache (see module docstring)."""
 
-    CACHE_CHUNKS = 16  # per array: 16 x 2048 rows x 64 x 4 bytes = 8 MiB for topk_ids
+    CACHE_CHUNKS = 16  # per array: 16 x 2048 rows x 64 x 4 bytes = 8 MiB for topk_id_codes
 
     def __init__(self, path: Path) -> None:
         self.codec = ChunkCodec(path)

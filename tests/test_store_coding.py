@@ -1,0 +1,137 @@
+"""The store's row coding (id codes, log-prob bit deltas) and the writer's code table, without vLLM."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from vpmoe.teacher.row_coding import TABLE_ROWS, IdOrder, IdOrderError, logprob_deltas, logprobs_from_deltas
+from vpmoe.teacher.store import ShardArrays, StoreError, StoreProvenance, TeacherStore
+from vpmoe.teacher.store_reader import _OpenShard
+
+V = 201088
+
+
+def test_logprob_deltas_are_lossless_for_any_fp16_bits():
+    rng = np.random.default_rng(0)
+    # Sorted rows (the normal case), unsorted rows, positive values, +-0, +-inf, NaN, subnormals: every
+    # uint16 pattern round-trips, since the deltas wrap modulo 2^16.
+    sorted_rows = -np.sort(rng.exponential(3.0, (37, 53)), axis=1).astype(np.float16)
+    every_pattern = np.arange(2**16, dtype=np.uint16).reshape(-1, 64)
+    rng.shuffle(every_pattern, axis=1)
+    for lp in (sorted_rows, every_pattern.view(np.float16), sorted_rows[:, :1], sorted_rows[:0]):
+        d = logprob_deltas(lp)
+        assert d.dtype == np.uint16 and d.shape == lp.shape
+        np.testing.assert_array_equal(logprobs_from_deltas(d).view(np.uint16), lp.view(np.uint16))
+    # A sorted negative row's deltas are the rises of |lp|'s bit patterns (no wrap-around): small numbers.
+    mags = (sorted_rows.view(np.uint16) & 0x7FFF).astype(np.int64)
+    np.testing.assert_array_equal(logprob_deltas(sorted_rows)[:, 1:], np.diff(mags, axis=1))
+
+
+def test_id_order_counts_and_codes_every_id():
+    ids = np.array([[7, 3, 9], [3, 7, 11], [3, 5, 200000]], np.uint32)
+    order = IdOrder.count(ids, V)
+    # Most frequent first, ties by id.
+    assert order.order.tolist() == [3, 7, 5, 9, 11, 200000]
+    codes = order.encode(ids)
+    assert codes.dtype == np.uint32 and codes[0].tolist() == [1, 0, 3]
+    np.testing.assert_array_equal(order.decode(codes), ids)
+    # Every id of the vocabulary has a code (unseen ones after the table, ascending): a bijection.
+    every = np.arange(V, dtype=np.uint32)
+    all_codes = order.encode(every)
+    assert np.array_equal(np.sort(all_codes), every)
+    assert all_codes[0] == 6 and all_codes[1] == 7  # ids 0, 1: first unseen
+    np.testing.assert_array_equal(order.decode(all_codes), every)
+    # A code no writer produces decodes to the out-of-vocabulary id, never out of bounds.
+    assert order.decode(np.array([V, V + 5, 2**32 - 1], np.uint32)).tolist() == [V, V, V]
+    assert IdOrder.count(np.zeros((0, 4), np.uint32), V).order.size == 0
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [([3, 5, 3], "duplicate"), ([1, V], "outside"), ([[1, 2]], "1-d"), (np.array([0.5]), "integer")],
+)
+def test_bad_id_order_is_refused(table, message):
+    with pytest.raises(IdOrderError, match=message):
+        IdOrder(np.asarray(table), V)
+
+
+def provenance(k):
+    return StoreProvenance(
+        dataset_manifest_hash="m", tokenizer={}, teacher_id=f"t-{'0' * 12}-float32-k{k}", teacher_path="-",
+        teacher_weights_sha256="0" * 64, teacher_config={}, engine="vllm", engine_version="-", dtype="float32",
+        k=k, scoring_config={}, scoring_config_hash="-",
+    )  # fmt: skip
+
+
+def synthetic_rows(n, k, seed):
+    """Trained-like rows: ids skewed towards a few thousand, later rows drawing ids the first
+    TABLE_ROWS never saw (they must take the implicit codes after the table)."""
+    rng = np.random.default_rng(seed)
+    ids = np.empty((n, k), np.uint32)
+    for i in range(n):
+        ids[i] = rng.choice(4000 if i < TABLE_ROWS else V, k, replace=False)
+    lp = -np.sort(rng.exponential(2.0, (n, k)), axis=1).astype(np.float16)
+    return ShardArrays(
+        positions=np.arange(n, dtype=np.int32), topk_ids=ids, topk_logprobs=lp,
+        target_logprob=rng.normal(-3, 1, n).astype(np.float32), target_rank=rng.integers(1, 999, n).astype(np.uint32),
+        seq_offsets=np.array([0, n]),
+    )  # fmt: skip
+
+
+def write_shard(root, rows: ShardArrays, cuts):
+    """Write `rows` as sequences split at `cuts`; returns the shard group and its commit info."""
+    k = rows.topk_ids.shape[1]
+    store = TeacherStore(root, provenance(k))
+    bounds = [0, *cuts, len(rows.positions)]
+    w = store.begin_shard("shard-00000", num_positions=len(rows.positions), num_sequences=len(bounds) - 1)
+    for a, b in itertools.pairwise(bounds):
+        w.add_sequence(**{f: getattr(rows, f)[a:b] for f in ShardArrays.ROW_FIELDS})
+    info = w.commit(dataset_shard_sha256="s", sample_ids=[str(i) for i in range(len(bounds) - 1)])
+    return store.shards_dir / "shard-00000", info
+
+
+def test_writer_round_trip_table_and_determinism(tmp_path):
+    n, k = TABLE_ROWS + 3001, 7
+    rows = synthetic_rows(n, k, seed=1)
+    group, info = write_shard(tmp_path / "a", rows, cuts=[5, 2048, 9000, TABLE_ROWS + 1])
+    shard = _OpenShard(group)
+    np.testing.assert_array_equal(shard.topk_ids(0, n), rows.topk_ids)
+    np.testing.assert_array_equal(
+        shard.topk_logprobs(0, n).view(np.uint16), rows.topk_logprobs.view(np.uint16)
+    )
+    np.testing.assert_array_equal(shard.arrays["target_logprob"].read(0, n), rows.target_logprob)
+    # The table is the count over the first TABLE_ROWS rows, and later rows hold ids outside it.
+    np.testing.assert_array_equal(shard.id_order.order, IdOrder.count(rows.topk_ids[:TABLE_ROWS], V).order)
+    assert not np.isin(rows.topk_ids[TABLE_ROWS:], shard.id_order.order).all()
+    # Another split into sequences (the scorer's batching) gives the same chunk files.
+    _, info_b = write_shard(tmp_path / "b", rows, cuts=[1, TABLE_ROWS + 2000])
+    assert {f: h for f, h in info["files"].items() if not f.startswith("seq_offsets/")} == {
+        f: h for f, h in info_b["files"].items() if not f.startswith("seq_offsets/")
+    }
+
+
+def test_small_and_empty_shards(tmp_path):
+    rows = synthetic_rows(10, 5, seed=2)
+    group, _ = write_shard(tmp_path / "small", rows, cuts=[4])
+    np.testing.assert_array_equal(_OpenShard(group).topk_ids(0, 10), rows.topk_ids)
+    empty = synthetic_rows(0, 5, seed=3)
+    group, info = write_shard(tmp_path / "empty", empty, cuts=[])
+    assert info["positions"] == 0 and _OpenShard(group).topk_ids(0, 0).shape == (0, 5)
+
+
+def test_reader_refuses_a_bad_code_table_and_bad_codes(tmp_path):
+    import zarr
+
+    rows = synthetic_rows(300, 6, seed=4)
+    group, _ = write_shard(tmp_path, rows, cuts=[])
+    z = zarr.open_array(str(group / "id_order"), mode="r+")
+    good = z[:]
+    z[1] = good[0]
+    with pytest.raises(StoreError, match=r"id_order: id_order holds a duplicate id"):
+        _OpenShard(group)
+    z[:] = good
+    codes = zarr.open_array(str(group / "topk_id_codes"), mode="r+")
+    codes[7, 2] = V + 1
+    with pytest.raises(StoreError, match=r"topk_id_codes: a code outside the vocabulary in rows 0-299"):
+        _OpenShard(group).topk_ids(0, 300)

@@ -1,0 +1,87 @@
+"""The two lossless transforms that take the store's large arrays to ~135 bytes per position at k=64
+(schema 2; docs/teacher_store.md "Values and compression" has the measurements behind each choice).
+
+Top-k ids -> codes (`IdOrder`). A token id costs ~15 bits under byte-shuffled zstd (121 bytes per
+position at k=64) although its order-0 entropy over a shard is ~9.7 bits: zstd codes each byte of an id
+on its own, and an id's low bytes are near uniform. Renumbering ids by how often they occur in the
+shard's top-k puts the frequent ones at small codes, so the high bytes are almost always zero and the
+low byte is skewed; bit-shuffled zstd then lands within ~10% of the entropy (85.9 bytes per position).
+The order is counted over the shard's first `TABLE_ROWS` positions (deterministic; the writer streams,
+so it cannot wait for the whole shard) and stored as the array `id_order`: the ids seen there, most
+frequent first (ties by id). Every other id follows implicitly in ascending order, so every id in
+[0, vocab) has a code and a later row never needs an escape.
+
+Top-k log-probs -> fp16 bit deltas (`logprob_deltas`). Rows are in rank order, so the log-probs fall
+and, for negative fp16 numbers, the bit patterns rise (sign bit, then magnitude). Column 0 keeps its
+bits, column j > 0 stores bits[j] - bits[j-1] modulo 2^16: small numbers, exact for any input (even an
+unsorted row; the arithmetic wraps), decoded by a cumulative sum modulo 2^16. 77.5 -> 48.7 bytes per
+position with the chunk stored transposed (one rank's deltas together; Zarr's `transpose` codec).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TABLE_ROWS = (
+    16384  # positions counted for a shard's id order: 1M ids at k=64 (16k vs whole shard: +0.7 B/pos)
+)
+
+
+class IdOrderError(ValueError):
+    pass
+
+
+class IdOrder:
+    """The bijection token id <-> code of one shard. `order` is the stored `id_order` array."""
+
+    def __init__(self, order: np.ndarray, vocab: int) -> None:
+        order = np.asarray(order)
+        if order.ndim != 1 or not np.issubdtype(order.dtype, np.integer):
+            raise IdOrderError(f"id_order must be a 1-d integer array, got {order.dtype} {order.shape}")
+        if len(order) and (int(order.min()) < 0 or int(order.max()) >= vocab):
+            raise IdOrderError(f"id_order holds ids outside [0, {vocab})")
+        seen = np.zeros(vocab, bool)
+        seen[order] = True
+        if int(seen.sum()) != len(order):
+            raise IdOrderError("id_order holds a duplicate id")
+        self.order = order.astype(np.uint32)
+        self.vocab = vocab
+        # ids[code]; the extra last entry maps every code >= vocab (never written) to the invalid id
+        # `vocab`, so a decoder sees an out-of-range id instead of reading out of bounds.
+        self.ids = np.concatenate([self.order, np.flatnonzero(~seen), [vocab]]).astype(np.uint32)
+        self._codes: np.ndarray | None = None
+
+    @classmethod
+    def count(cls, topk_ids: np.ndarray, vocab: int) -> IdOrder:
+        """The order of the ids in `topk_ids` (a shard's first rows): by count, descending, ties by id."""
+        counts = np.bincount(np.asarray(topk_ids, np.int64).ravel(), minlength=vocab)
+        seen = np.flatnonzero(counts)
+        return cls(seen[np.argsort(-counts[seen], kind="stable")], vocab)
+
+    def encode(self, topk_ids: np.ndarray) -> np.ndarray:
+        """ids (in [0, vocab), checked by the scorer's validation) -> uint32 codes, same shape."""
+        if self._codes is None:
+            self._codes = np.empty(self.vocab, np.uint32)
+            self._codes[self.ids[:-1]] = np.arange(self.vocab, dtype=np.uint32)
+        return self._codes[topk_ids]
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """codes -> uint32 ids; a code >= vocab (never written: a bad store) decodes to `vocab`."""
+        codes = np.asarray(codes)
+        if codes.size and int(codes.max()) >= self.vocab:
+            codes = np.minimum(codes, self.vocab)
+        return self.ids[codes]
+
+
+def logprob_deltas(topk_logprobs: np.ndarray) -> np.ndarray:
+    """fp16 [n, k] log-probs -> uint16 [n, k]: column 0 their bits, column j the bit difference to j-1."""
+    bits = np.ascontiguousarray(topk_logprobs, np.float16).view(np.uint16)
+    out = np.empty_like(bits)
+    out[:, :1] = bits[:, :1]
+    np.subtract(bits[:, 1:], bits[:, :-1], out=out[:, 1:])  # uint16: wraps modulo 2^16
+    return out
+
+
+def logprobs_from_deltas(deltas: np.ndarray) -> np.ndarray:
+    """Inverse of `logprob_deltas`: fp16 [n, k], bit for bit."""
+    return np.cumsum(deltas, axis=1, dtype=np.uint16).view(np.float16)
