@@ -14,7 +14,7 @@ frequent first (ties by id). Every other id follows implicitly in ascending orde
 Top-k log-probs -> fp16 bit deltas (`logprob_deltas`). Rows are in rank order, so the log-probs fall
 and, for negative fp16 numbers, the bit patterns rise (sign bit, then magnitude). Column 0 keeps its
 bits, column j > 0 stores bits[j] - bits[j-1] modulo 2^16: small numbers, exact for any input (even an
-unsorted row; the arithmetic wraps), decoded by a cumulative sum modulo 2^16. 77.5 -> 48.7 bytes per
+unsorted row; the arithmetic wraps), decoded by a prefix sum modulo 2^16. 77.5 -> 48.7 bytes per
 position with the chunk stored transposed (one rank's deltas together; Zarr's `transpose` codec).
 """
 
@@ -50,6 +50,7 @@ class IdOrder:
         # `vocab`, so a decoder sees an out-of-range id instead of reading out of bounds.
         self.ids = np.concatenate([self.order, np.flatnonzero(~seen), [vocab]]).astype(np.uint32)
         self._codes: np.ndarray | None = None
+        self._tables: dict[np.dtype, np.ndarray] = {np.dtype(np.uint32): self.ids}
 
     @classmethod
     def count(cls, topk_ids: np.ndarray, vocab: int) -> IdOrder:
@@ -65,12 +66,17 @@ class IdOrder:
             self._codes[self.ids[:-1]] = np.arange(self.vocab, dtype=np.uint32)
         return self._codes[topk_ids]
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """codes -> uint32 ids; a code >= vocab (never written: a bad store) decodes to `vocab`."""
+    def decode(self, codes: np.ndarray, dtype=np.uint32) -> np.ndarray:
+        """codes -> ids of `dtype` (uint32 or int64); a code >= vocab (never written: a bad store) decodes
+        to `vocab`."""
         codes = np.asarray(codes)
         if codes.size and int(codes.max()) >= self.vocab:
             codes = np.minimum(codes, self.vocab)
-        return self.ids[codes]
+        dtype = np.dtype(dtype)
+        table = self._tables.get(dtype)
+        if table is None:  # int64 for the trainer: the gather writes it directly (no second pass)
+            table = self._tables[dtype] = self.ids.astype(dtype)
+        return np.take(table, codes)  # np.take: ~2x faster than fancy indexing here
 
 
 def logprob_deltas(topk_logprobs: np.ndarray) -> np.ndarray:
@@ -83,5 +89,19 @@ def logprob_deltas(topk_logprobs: np.ndarray) -> np.ndarray:
 
 
 def logprobs_from_deltas(deltas: np.ndarray) -> np.ndarray:
-    """Inverse of `logprob_deltas`: fp16 [n, k], bit for bit."""
-    return np.cumsum(deltas, axis=1, dtype=np.uint16).view(np.float16)
+    """Inverse of `logprob_deltas`: fp16 [n, k] (Fortran order), bit for bit; the input is not modified.
+    A prefix sum column by column over a column-major copy: k - 1 contiguous vector adds, ~6x faster
+    than np.cumsum along the rows (which numpy runs row by row)."""
+    bits = np.array(deltas, dtype=np.uint16, order="F")
+    for j in range(1, bits.shape[1]):
+        np.add(bits[:, j], bits[:, j - 1], out=bits[:, j])  # uint16: wraps modulo 2^16
+    return bits.view(np.float16)
+
+
+# fp16 bits -> fp32, every pattern (numpy's own conversion, so exact, NaN payloads included); a 256 KiB
+# lookup is ~3x faster than numpy's fp16 astype.
+_FP16_TO_FP32 = np.arange(2**16, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
+def fp16_to_fp32(x: np.ndarray) -> np.ndarray:
+    return np.take(_FP16_TO_FP32, np.asarray(x, np.float16).view(np.uint16))

@@ -186,8 +186,8 @@ class ChunkCodec:
             f.write(google_crc32c.value(frame).to_bytes(4, "little"))
 
     def read(self, i: int) -> np.ndarray:
-        """Chunk i, rows first, crc32c verified (a missing or corrupted chunk raises `StoreError` naming
-        the file)."""
+        """Chunk i, rows first (a transposed layout's chunk comes back as a Fortran-order view), crc32c
+        verified (a missing or corrupted chunk raises `StoreError` naming the file)."""
         import google_crc32c
 
         key = self.key(i)
@@ -199,7 +199,7 @@ class ChunkCodec:
         if len(raw) < 4 or google_crc32c.value(frame) != int.from_bytes(raw[-4:], "little"):
             raise StoreError(f"{key}: crc32c checksum mismatch: the chunk is corrupted")
         chunk = np.frombuffer(_blosc().decompress(frame), dtype=self.dtype).reshape(self._stored_shape)
-        return np.ascontiguousarray(chunk.T) if self.layout.transpose else chunk
+        return chunk.T if self.layout.transpose else chunk
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,8 +7,8 @@ Fast path: a fetch needs a few hundred rows of five arrays; zarr's generic index
 call in overhead alone (measured: 5.4 ms per fetch, ~60k positions/s). The reader therefore decodes the
 chunks of the layout `TeacherStore` writes with the writer's own `ChunkCodec` (store.py) -- verify the
 crc32c, blosc-decompress, view as the array's dtype -- and keeps the most recent chunks per array in an
-LRU cache, then undoes the row coding (row_coding.py: id codes through the shard's `id_order`, log-prob
-bit deltas by a cumulative sum) on the fetched rows only. Anything but that exact layout is refused,
+LRU cache, then undoes the row coding (row_coding.py): log-prob bit deltas by a prefix sum over each
+decoded chunk (cached decoded), id codes through the shard's `id_order` on the fetched rows only. Anything but that exact layout is refused,
 never guessed at. At most `OPEN_SHARDS` shards stay open (their chunk caches and 0.8 MB code tables),
 so memory is bounded however many shards a dataset has.
 
@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas
+from vpmoe.teacher.row_coding import IdOrder, IdOrderError, fp16_to_fp32, logprobs_from_deltas
 from vpmoe.teacher.store import (
     ARRAYS,
     MARKER_SUFFIX,
@@ -158,8 +158,8 @@ class TeacherStoreReader:
         a, b = (int(x) for x in shard.offsets[j : j + 2])
         return TeacherRows(
             positions=shard.arrays["positions"].read(a, b),
-            topk_ids=shard.topk_ids(a, b).astype(np.int64),
-            topk_logprobs=shard.topk_logprobs(a, b).astype(np.float32),
+            topk_ids=shard.topk_ids(a, b, np.int64),
+            topk_logprobs=fp16_to_fp32(shard.arrays["topk_logprob_deltas"].view_or_copy(a, b)),
             target_logprob=shard.arrays["target_logprob"].read(a, b),
             target_rank=shard.arrays["target_rank"].read(a, b, np.int64),
         )
@@ -183,7 +183,11 @@ class _OpenShard:
 
     def __init__(self, group: Path) -> None:
         self.group = group
-        self.arrays = {name: ChunkedArray(group / name) for name in ARRAYS}
+        self.arrays = {name: ChunkedArray(group / name) for name in ARRAYS if name != "topk_logprob_deltas"}
+        # Cached decoded: the prefix sum runs once per chunk, as k - 1 vector adds over its 2048 rows.
+        self.arrays["topk_logprob_deltas"] = ChunkedArray(
+            group / "topk_logprob_deltas", decode=_decode_logprob_chunk
+        )
         self.offsets = self.arrays["seq_offsets"].read(0, self.arrays["seq_offsets"].shape[0])
         order = self.arrays["id_order"]
         try:
@@ -191,16 +195,22 @@ class _OpenShard:
         except IdOrderError as e:
             raise StoreError(f"{group / 'id_order'}: {e}") from None
 
-    def topk_ids(self, a: int, b: int) -> np.ndarray:
-        ids = self.id_order.decode(self.arrays["topk_id_codes"].read(a, b))
-        if ids.size and int(ids.max()) >= PADDED_VOCAB_SIZE:
+    def topk_ids(self, a: int, b: int, dtype=np.uint32) -> np.ndarray:
+        codes = self.arrays["topk_id_codes"].view_or_copy(a, b)
+        if codes.size and int(codes.max()) >= PADDED_VOCAB_SIZE:
             raise StoreError(
                 f"{self.group / 'topk_id_codes'}: a code outside the vocabulary in rows {a}-{b - 1}"
             )
-        return ids
+        return self.id_order.decode(codes, dtype)
 
     def topk_logprobs(self, a: int, b: int) -> np.ndarray:
-        return logprobs_from_deltas(self.arrays["topk_logprob_deltas"].read(a, b))
+        """fp16 [b - a, k]."""
+        return self.arrays["topk_logprob_deltas"].read(a, b)
+
+
+def _decode_logprob_chunk(deltas: np.ndarray) -> np.ndarray:
+    """A chunk of deltas -> its fp16 log-probs in C order (fetches then slice rows without a copy)."""
+    return np.ascontiguousarray(logprobs_from_deltas(deltas))
 
 
 class ChunkedArray:
@@ -208,9 +218,12 @@ class ChunkedArray:
 
     CACHE_CHUNKS = 16  # per array: 16 x 2048 rows x 64 x 4 bytes = 8 MiB for topk_id_codes
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, decode=None) -> None:
         self.codec = ChunkCodec(path)
         self.shape, self.chunk_shape, self.dtype = self.codec.shape, self.codec.chunk_shape, self.codec.dtype
+        self.decode = (
+            decode  # applied to each chunk as it is decoded (rows first); the cache holds the result
+        )
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def _chunk(self, i: int) -> np.ndarray:
@@ -219,23 +232,38 @@ class ChunkedArray:
             self._cache.move_to_end(i)
             return hit
         chunk = self.codec.read(i)
+        if self.decode is not None:
+            chunk = self.decode(chunk)
         self._cache[i] = chunk
         if len(self._cache) > self.CACHE_CHUNKS:
             self._cache.popitem(last=False)
         return chunk
 
-    def read(self, a: int, b: int, dtype=None) -> np.ndarray:
-        """Rows [a, b) as a new array (of `dtype`, default the stored one in native byte order)."""
+    def view_or_copy(self, a: int, b: int) -> np.ndarray:
+        """Rows [a, b) without a copy when they lie in one chunk (a read-only view into the cache: for
+        callers that only read it on the way to a new array), else `read`."""
         rows = self.chunk_shape[0]
-        dtype = np.dtype(dtype) if dtype is not None else self.dtype.newbyteorder("=")
+        if b > a and a // rows == (b - 1) // rows:
+            view = self._chunk(a // rows)[a % rows : a % rows + (b - a)]
+            view.flags.writeable = False
+            return view
+        return self.read(a, b)
+
+    def read(self, a: int, b: int, dtype=None) -> np.ndarray:
+        """Rows [a, b) as a new C-order array (of `dtype`, default the chunks' own in native byte order)."""
+        rows = self.chunk_shape[0]
         if b <= a:
-            return np.empty((0, *self.shape[1:]), dtype=dtype)
+            empty = (
+                self.dtype if self.decode is None else self._chunk(0).dtype if self.shape[0] else self.dtype
+            )
+            return np.empty((0, *self.shape[1:]), dtype=np.dtype(dtype or empty).newbyteorder("="))
         parts = [
             self._chunk(c)[max(a - c * rows, 0) : min(b - c * rows, rows)]
             for c in range(a // rows, (b - 1) // rows + 1)
         ]
+        dtype = np.dtype(dtype) if dtype is not None else parts[0].dtype.newbyteorder("=")
         if len(parts) == 1:
-            return parts[0].astype(dtype, copy=True)
+            return parts[0].astype(dtype, order="C", copy=True)
         out = np.empty((b - a, *self.shape[1:]), dtype=dtype)
         np.concatenate(parts, out=out, casting="unsafe")
         return out
