@@ -8,9 +8,9 @@ call in overhead alone (measured: 5.4 ms per fetch, ~60k positions/s). The reade
 chunks of the layout `TeacherStore` writes with the writer's own `ChunkCodec` (store.py) -- verify the
 crc32c, blosc-decompress, view as the array's dtype -- and keeps the most recent chunks per array in an
 LRU cache, then undoes the row coding (row_coding.py): log-prob bit deltas by a prefix sum over each
-decoded chunk (cached decoded), id codes through the shard's `id_order` on the fetched rows only. Anything but that exact layout is refused,
-never guessed at. At most `OPEN_SHARDS` shards stay open (their chunk caches and 0.8 MB code tables),
-so memory is bounded however many shards a dataset has.
+decoded chunk (cached decoded), id codes through the shard's `id_order` on the fetched rows only.
+Anything but that exact layout is refused, never guessed at. At most `OPEN_SHARDS` shards stay open
+(their chunk caches and code tables), so memory is bounded however many shards a dataset has.
 
 Fork safety: zarr runs an asyncio loop in background threads; a process forked after zarr started holds
 a copy of a lock no thread will release, and deadlocks. The reader never starts zarr (metadata is read
