@@ -155,15 +155,14 @@ class ShardScan:
             return None
         arrays, problems = {}, []
         k = self.k
-        want = {name: LAYOUT[name].dtype for name in ARRAYS}
         for name in ARRAYS:
             try:
                 arr = group[name]
             except Exception as e:
                 problems.append(f"{name}: does not open ({type(e).__name__}: {e})")
                 continue
-            if arr.dtype != np.dtype(want[name]):
-                problems.append(f"{name}: dtype {arr.dtype}, expected {np.dtype(want[name])}")
+            if arr.dtype != np.dtype(LAYOUT[name].dtype):
+                problems.append(f"{name}: dtype {arr.dtype}, expected {np.dtype(LAYOUT[name].dtype)}")
             arrays[name] = arr
         if not problems:
             n_rows = arrays["positions"].shape[0]

@@ -400,9 +400,9 @@ class ShardWriter:
             ids = arrays["topk_ids"]
             self.id_order = IdOrder.count(ids[:TABLE_ROWS] if ids is not None else [], PADDED_VOCAB_SIZE)
             n = len(self.id_order.order)
-            self._create("id_order", (n,), (max(n, 1),))
+            codec = self._create("id_order", (n,), (max(n, 1),))
             if n:
-                ChunkCodec(self.tmp / "id_order").write(0, self.id_order.order)
+                codec.write(0, self.id_order.order)
         for c, lo in enumerate(range(0, take, self.rows)):
             sl = slice(lo, min(lo + self.rows, take))
             self.codecs["positions"].write(first + c, arrays["positions"][sl])

@@ -186,7 +186,7 @@ class _OpenShard:
         self.arrays = {name: ChunkedArray(group / name) for name in ARRAYS if name != "topk_logprob_deltas"}
         # Cached decoded: the prefix sum runs once per chunk, as k - 1 vector adds over its 2048 rows.
         self.arrays["topk_logprob_deltas"] = ChunkedArray(
-            group / "topk_logprob_deltas", decode=_decode_logprob_chunk
+            group / "topk_logprob_deltas", decode=_decode_logprob_chunk, decoded_dtype=np.float16
         )
         self.offsets = self.arrays["seq_offsets"].read(0, self.arrays["seq_offsets"].shape[0])
         order = self.arrays["id_order"]
@@ -218,12 +218,12 @@ class ChunkedArray:
 
     CACHE_CHUNKS = 16  # per array: 16 x 2048 rows x 64 x 4 bytes = 8 MiB for topk_id_codes
 
-    def __init__(self, path: Path, *, decode=None) -> None:
+    def __init__(self, path: Path, *, decode=None, decoded_dtype=None) -> None:
         self.codec = ChunkCodec(path)
-        self.shape, self.chunk_shape, self.dtype = self.codec.shape, self.codec.chunk_shape, self.codec.dtype
-        self.decode = (
-            decode  # applied to each chunk as it is decoded (rows first); the cache holds the result
-        )
+        self.shape, self.chunk_shape = self.codec.shape, self.codec.chunk_shape
+        # `decode` maps each chunk as it is read (rows first) to what the cache holds, of `decoded_dtype`.
+        self.decode = decode
+        self.dtype = np.dtype(decoded_dtype) if decode is not None else self.codec.dtype
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def _chunk(self, i: int) -> np.ndarray:
@@ -250,18 +250,15 @@ class ChunkedArray:
         return self.read(a, b)
 
     def read(self, a: int, b: int, dtype=None) -> np.ndarray:
-        """Rows [a, b) as a new C-order array (of `dtype`, default the chunks' own in native byte order)."""
+        """Rows [a, b) as a new C-order array (of `dtype`, default the cached one in native byte order)."""
         rows = self.chunk_shape[0]
+        dtype = np.dtype(dtype) if dtype is not None else self.dtype.newbyteorder("=")
         if b <= a:
-            empty = (
-                self.dtype if self.decode is None else self._chunk(0).dtype if self.shape[0] else self.dtype
-            )
-            return np.empty((0, *self.shape[1:]), dtype=np.dtype(dtype or empty).newbyteorder("="))
+            return np.empty((0, *self.shape[1:]), dtype=dtype)
         parts = [
             self._chunk(c)[max(a - c * rows, 0) : min(b - c * rows, rows)]
             for c in range(a // rows, (b - 1) // rows + 1)
         ]
-        dtype = np.dtype(dtype) if dtype is not None else parts[0].dtype.newbyteorder("=")
         if len(parts) == 1:
             return parts[0].astype(dtype, order="C", copy=True)
         out = np.empty((b - a, *self.shape[1:]), dtype=dtype)
