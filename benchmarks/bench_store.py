@@ -33,14 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vpmoe.teacher.convert import PromptLogprobArrays, Validity, prompt_logprobs_to_rows
 from vpmoe.teacher.engine import tensors_to_numpy
-from vpmoe.teacher.store import StoreProvenance, TeacherStore
+from vpmoe.teacher.store import LAYOUT, StoreProvenance, TeacherStore
+
+INNER_ROWS = LAYOUT["topk_id_codes"].rows  # the top-k arrays' inner chunks
 
 K = 64
 V = 201088
 # What TeacherStore writes (vpmoe/teacher/store.py `LAYOUT`).
 CHOSEN = {
     ("id codes uint32 (shard id order)", "blosc-zstd1-bitshuffle"),
-    ("log-prob fp16 bit deltas, chunks transposed", "blosc-zstd1-shuffle"),
+    ("log-prob fp16 bit deltas, chunks transposed", "blosc-zstd1-bitshuffle"),
 }
 
 
@@ -106,8 +108,9 @@ def bench_convert_write(seqs, tmp: Path) -> dict:
 
 
 def bench_codecs(shards: list[tuple[np.ndarray, np.ndarray]]) -> list[dict]:
-    """Bytes per position of each (encoding, codec) over 2048-row chunks; `shards` = [(ids, log-probs)],
-    each coded with its own id order as the writer does (counted over its first TABLE_ROWS rows)."""
+    """Bytes per position of each (encoding, codec) over inner chunks of `INNER_ROWS` rows, and the CPU
+    time to encode and to decode them; `shards` = [(ids, log-probs)], each coded with its own id order as
+    the writer does (counted over its first TABLE_ROWS rows)."""
     from numcodecs import Blosc, Zstd
 
     from vpmoe.teacher.row_coding import TABLE_ROWS, IdOrder, logprob_deltas
@@ -136,33 +139,37 @@ def bench_codecs(shards: list[tuple[np.ndarray, np.ndarray]]) -> list[dict]:
     for ename, arrays, transposed in encodings:
         for cname, codec in codecs.items():
             t0 = time.process_time()
-            size = 0
-            for arr in arrays:
-                for i in range(0, len(arr), 2048):
-                    chunk = arr[i : i + 2048]
-                    size += len(codec.encode(np.ascontiguousarray(chunk.T if transposed else chunk)))
+            frames = [
+                codec.encode(np.ascontiguousarray(chunk.T if transposed else chunk))
+                for arr in arrays
+                for chunk in (arr[i : i + INNER_ROWS] for i in range(0, len(arr), INNER_ROWS))
+            ]
+            t1 = time.process_time()
+            for f in frames:
+                codec.decode(f)
             rows.append(
-                {"array": ename, "codec": cname, "bytes_per_position": size / n,
-                 "encode_cpu_s": time.process_time() - t0}
+                {"array": ename, "codec": cname, "bytes_per_position": sum(map(len, frames)) / n,
+                 "encode_cpu_s": t1 - t0, "decode_ns_per_position": 1e9 * (time.process_time() - t1) / n}
             )  # fmt: skip
     return rows
 
 
 def bench_reader(dataset: Path, store: Path, fetches: int, passes: int = 5) -> dict:
-    """`passes` passes of `fetches` random fetches (each its own order), twice: with the reader's chunk
-    cache (warm: the demo store's chunks mostly fit in it) and without (cold: what a store much larger
-    than the cache sees, every fetch decoding its chunks). The 2-core machine is shared, so the median
-    and best pass are reported (CPU time, which other processes still perturb through caches)."""
-    from vpmoe.teacher.store_reader import ChunkedArray, TeacherStoreReader
+    """`passes` passes of `fetches` random fetches (each its own order), twice: with the reader's default
+    open-shard cache (the demo store's 4 shards stay open) and with every fetch opening its shard again
+    (a dataset of many more shards than `OPEN_SHARDS`, sampled at random). No chunk is cached in either:
+    each fetch reads and decodes its inner chunks. The 2-core machine is shared, so the median and best
+    pass are reported (CPU time, which other processes still perturb through caches)."""
+    from vpmoe.teacher.store_reader import TeacherStoreReader
 
     out = {}
-    default_cache = ChunkedArray.CACHE_CHUNKS
-    for mode, cache in (("warm", default_cache), ("cold", 0)):
-        ChunkedArray.CACHE_CHUNKS = cache
+    default_open = TeacherStoreReader.OPEN_SHARDS
+    for mode, open_shards in (("shards open", default_open), ("shard opened per fetch", 0)):
+        TeacherStoreReader.OPEN_SHARDS = open_shards
         reader = TeacherStoreReader(dataset, store)
         ids = list(reader.index)
         rng = np.random.default_rng(0)
-        reader.fetch(ids[0])  # open the first shard outside the timing
+        reader.fetch(ids[0])  # warm the imports outside the timing
         per_pass, n_total = [], 0
         for _ in range(passes):
             order = [ids[i] for i in rng.integers(0, len(ids), fetches)]
@@ -171,10 +178,10 @@ def bench_reader(dataset: Path, store: Path, fetches: int, passes: int = 5) -> d
                 n += len(reader.fetch(sid).positions)
             per_pass.append(n / (time.process_time() - c0))
             n_total += n
-        out[mode] = {"fetches": fetches * passes, "positions": n_total, "cache_chunks": cache,
+        out[mode] = {"fetches": fetches * passes, "positions": n_total, "open_shards": open_shards,
                      "positions_per_cpu_s": float(np.median(per_pass)), "positions_per_cpu_s_best": max(per_pass),
                      "passes": per_pass}  # fmt: skip
-    ChunkedArray.CACHE_CHUNKS = default_cache
+    TeacherStoreReader.OPEN_SHARDS = default_open
     return out
 
 
@@ -286,7 +293,7 @@ def write_report(r: dict, out: Path) -> None:
     if "reader" in r:
         lines += ["", "## Reader: random sample-id fetches (target >= 500,000 positions per CPU-second)"]
         for mode, rd in r["reader"].items():
-            lines += [f"- {mode} (chunk cache {rd['cache_chunks']} chunks per array): {rd['fetches']} fetches in "
+            lines += [f"- {mode} (`OPEN_SHARDS` = {rd['open_shards']}): {rd['fetches']} fetches in "
                       f"{len(rd['passes'])} passes, {rd['positions']} positions: median pass {rd['positions_per_cpu_s']:,.0f} "
                       f"positions per CPU-second, best {rd['positions_per_cpu_s_best']:,.0f} "
                       f"(passes: {', '.join(f'{x:,.0f}' for x in rd['passes'])})."]  # fmt: skip
@@ -302,14 +309,14 @@ def write_report(r: dict, out: Path) -> None:
         if key in r:
             lines += [
                 "",
-                f"## Codecs, bytes per position at k=64 ({title})",
+                f"## Codecs, bytes per position at k=64, inner chunks of {INNER_ROWS} rows ({title})",
                 "",
-                "| array | codec | bytes/position | encode CPU s |",
-                "| --- | --- | --- | --- |",
+                "| array | codec | bytes/position | encode CPU s | decode ns/position |",
+                "| --- | --- | --- | --- | --- |",
             ]
             lines += [
                 f"| {c['array']} | {c['codec']}{' (chosen)' if (c['array'], c['codec']) in CHOSEN else ''} "
-                f"| {c['bytes_per_position']:.1f} | {c['encode_cpu_s']:.2f} |"
+                f"| {c['bytes_per_position']:.1f} | {c['encode_cpu_s']:.2f} | {c['decode_ns_per_position']:.0f} |"
                 for c in r[key]
             ]
     out.write_text("\n".join(lines) + "\n")

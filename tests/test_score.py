@@ -236,18 +236,27 @@ def test_cli_errors(tmp_path, small_dataset, tiny_teacher):
 
 
 def test_corrupted_chunk_is_detected_on_read(tmp_path, small_dataset, scored_store):
-    copy = tmp_path / "store"
-    shutil.copytree(scored_store, copy)
-    chunk = sorted((copy / SHARDS).glob("shard-00000/topk_logprob_deltas/c/*/*"))[0]
-    data = bytearray(chunk.read_bytes())
-    data[len(data) // 2] ^= 0x5A
-    chunk.write_bytes(bytes(data))
-    reader = TeacherStoreReader(small_dataset, copy)
-    first = (
-        PreparedDataset(small_dataset).read_shard(PreparedDataset(small_dataset).shard_names[0]).sample_ids[0]
-    )
-    with pytest.raises(Exception, match=r"(?i)checksum|crc"):
-        reader.fetch(first)
+    """A flipped byte in an inner chunk fails that chunk's crc32c on the fetch that reads it; one in the
+    shard index fails on opening the shard; a truncated file too. Each error names the file."""
+    first = PreparedDataset(small_dataset)
+    first = first.read_shard(first.shard_names[0]).sample_ids[0]  # its rows start in inner chunk 0
+    for name, where, match in (
+        ("topk_logprob_deltas", 20, r"crc32c mismatch in inner chunk 0 "),
+        ("topk_id_codes", -10, r"shard index crc32c mismatch"),
+        ("positions", None, r"shard index crc32c mismatch"),
+    ):
+        copy = tmp_path / name
+        shutil.copytree(scored_store, copy)
+        path = copy / SHARDS / "shard-00000" / name / "c" / ("0/0" if name != "positions" else "0")
+        data = bytearray(path.read_bytes())
+        if where is None:
+            del data[len(data) // 2 :]
+        else:
+            data[where] ^= 0x5A
+        path.write_bytes(bytes(data))
+        with pytest.raises(StoreError, match=match) as e:
+            TeacherStoreReader(small_dataset, copy).fetch(first)
+        assert str(path) in str(e.value)
 
 
 _CAPTURE_CHILD = """
@@ -383,7 +392,7 @@ def test_store_is_valid_zarr_and_chunks_are_zarrs_own_bytes(tmp_path, small_data
 
     from vpmoe.teacher.row_coding import IdOrder, logprobs_from_deltas
     from vpmoe.teacher.store import ARRAYS, LAYOUT, zarr_codecs
-    from vpmoe.teacher.store_reader import ChunkedArray
+    from vpmoe.teacher.store_reader import _OpenShard
 
     reader = TeacherStoreReader(small_dataset, scored_store)
     for stem in reader.stems:
@@ -392,11 +401,12 @@ def test_store_is_valid_zarr_and_chunks_are_zarrs_own_bytes(tmp_path, small_data
         for name in ARRAYS:
             z = zarr.open_array(str(group / name), mode="r")
             got = stored[name] = z[:]
-            ours = ChunkedArray(group / name).read(0, z.shape[0])
+            ours = _OpenShard(group).read(name, 0, z.shape[0])
             assert got.dtype == ours.dtype == LAYOUT[name].dtype, name
             np.testing.assert_array_equal(got, ours, err_msg=f"{stem}/{name}")
             ref = zarr.create_array(
-                str(tmp_path / stem / name), shape=z.shape, chunks=z.chunks, dtype=z.dtype, **zarr_codecs(LAYOUT[name])
+                str(tmp_path / stem / name), shape=z.shape, chunks=z.chunks, shards=z.shards, dtype=z.dtype,
+                **zarr_codecs(LAYOUT[name]),
             )  # fmt: skip
             ref[:] = got
             mine = sorted(p for p in (group / name / "c").rglob("*") if p.is_file())

@@ -97,10 +97,20 @@ def test_writer_round_trip_table_and_determinism(tmp_path):
     group, info = write_shard(tmp_path / "a", rows, cuts=[5, 2048, 9000, TABLE_ROWS + 1])
     shard = _OpenShard(group)
     np.testing.assert_array_equal(shard.topk_ids(0, n), rows.topk_ids)
-    np.testing.assert_array_equal(
-        shard.topk_logprobs(0, n).view(np.uint16), rows.topk_logprobs.view(np.uint16)
-    )
-    np.testing.assert_array_equal(shard.arrays["target_logprob"].read(0, n), rows.target_logprob)
+    np.testing.assert_array_equal(shard.topk_logprobs(0, n), rows.topk_logprobs.astype(np.float32))
+    np.testing.assert_array_equal(shard.read("target_logprob", 0, n), rows.target_logprob)
+    # Row ranges inside one inner chunk, across several, at the ends (the reader's fetches).
+    rng = np.random.default_rng(5)
+    ranges = [(0, 1), (255, 257), (256, 512), (n - 1, n), (n - 300, n), (0, n)]
+    ranges += [tuple(sorted(rng.integers(0, n + 1, 2))) for _ in range(20)]
+    for a, b in ranges:
+        np.testing.assert_array_equal(shard.topk_ids(a, b, np.int64), rows.topk_ids[a:b])
+        got = shard.topk_logprobs(a, b)
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(
+            got.view(np.uint32), rows.topk_logprobs[a:b].astype(np.float32).view(np.uint32)
+        )
+        np.testing.assert_array_equal(shard.read("positions", a, b), rows.positions[a:b])
     # The table is the count over the first TABLE_ROWS rows, and later rows hold ids outside it.
     np.testing.assert_array_equal(shard.id_order.order, IdOrder.count(rows.topk_ids[:TABLE_ROWS], V).order)
     assert not np.isin(rows.topk_ids[TABLE_ROWS:], shard.id_order.order).all()
@@ -135,3 +145,79 @@ def test_reader_refuses_a_bad_code_table_and_bad_codes(tmp_path):
     codes[7, 2] = V + 1
     with pytest.raises(StoreError, match=r"topk_id_codes: a code outside the vocabulary in rows 0-299"):
         _OpenShard(group).topk_ids(0, 300)
+
+
+def test_array_files_are_zarr_shards_and_bad_ones_are_refused(tmp_path):
+    """Each array is one file: inner chunks back to back, then the index. A rewritten index that still
+    carries a valid crc but does not describe that, an inner chunk of the wrong size, and metadata that
+    declares other inner chunks are each refused with the file named."""
+    import json
+
+    import google_crc32c
+
+    from vpmoe.teacher.store import LAYOUT, ArrayFile
+
+    rows = synthetic_rows(1500, 6, seed=6)
+    group, _ = write_shard(tmp_path / "a", rows, cuts=[700])
+    files = sorted(p.relative_to(group) for p in group.rglob("*") if p.is_file())
+    assert [str(p) for p in files if "/c/" in str(p)] == [f"{n}/c/0" + ("/0" if n.startswith("topk") else "")
+                                                           for n in sorted(LAYOUT)]  # fmt: skip
+    codes = ArrayFile(group / "topk_id_codes")
+    assert codes.rows == LAYOUT["topk_id_codes"].rows and codes.n_chunks == -(-1500 // codes.rows)
+    bounds = codes.read_index()  # what `codes.bounds` caches
+    assert bounds[0] == 0 and bounds[-1] == codes.file.stat().st_size - codes.index_bytes
+
+    def with_index(entries):
+        raw = np.asarray(entries, "<u8").tobytes()
+        data = (
+            codes.file.read_bytes()[: -codes.index_bytes]
+            + raw
+            + google_crc32c.value(raw).to_bytes(4, "little")
+        )
+        codes.file.write_bytes(data)
+
+    good = codes.file.read_bytes()
+    sizes = np.diff(bounds)
+    with_index([[s, n] for s, n in zip(np.roll(bounds[:-1], 1), sizes, strict=True)])  # chunks out of order
+    with pytest.raises(StoreError, match=r"topk_id_codes/c/0/0: the shard index does not describe"):
+        _OpenShard(group)
+    codes.file.write_bytes(good)
+    # A valid frame (crc32c right, index consistent) of another size in place of chunk 0.
+    small = ArrayFile(group / "positions").encode(rows.positions[:10])
+    codes.file.write_bytes(small + good[bounds[1] :])
+    new = np.concatenate([[0, len(small)], len(small) + np.cumsum(sizes[1:])])
+    with_index(np.stack([new[:-1], np.diff(new)], axis=1))
+    with pytest.raises(
+        StoreError, match=r"topk_id_codes/c/0/0: inner chunk 0 holds 4096 bytes, expected 6144"
+    ):
+        _OpenShard(group).topk_ids(0, 10)
+    codes.file.write_bytes(good)
+    # Metadata declaring other inner chunks than the layout's.
+    meta_path = group / "topk_id_codes" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["codecs"][0]["configuration"]["chunk_shape"][0] = 128
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=r"topk_id_codes: not the layout TeacherStore writes .* 256 rows"):
+        _OpenShard(group)
+
+
+def test_open_shard_keeps_files_open_until_closed(tmp_path):
+    """An open shard reads its row arrays through descriptors it keeps (pread), closes them on `close()`
+    (the reader's LRU eviction), reads the same rows after that, and a pickled array file carries no
+    descriptor."""
+    import os
+    import pickle
+
+    rows = synthetic_rows(700, 6, seed=7)
+    group, _ = write_shard(tmp_path, rows, cuts=[300])
+    shard = _OpenShard(group)
+    fds = [f._fd for f in shard.files.values() if f._fd is not None]
+    assert len(fds) == 5 and all(os.fstat(fd) for fd in fds)
+    first = shard.topk_ids(250, 520)
+    assert pickle.loads(pickle.dumps(shard.files["topk_id_codes"]))._fd is None
+    shard.close()
+    assert all(f._fd is None for f in shard.files.values())
+    with pytest.raises(OSError):
+        os.fstat(fds[0])
+    np.testing.assert_array_equal(shard.topk_ids(250, 520), first)
+    np.testing.assert_array_equal(first, rows.topk_ids[250:520])

@@ -1,5 +1,5 @@
-"""The two lossless transforms that take the store's large arrays to ~141 bytes per position at k=64
-(schema 2; docs/teacher_store.md "Values and compression" has the measurements behind each choice).
+"""The two lossless transforms that take the store's large arrays to ~144 bytes per position at k=64
+(schema 2+; docs/teacher_store.md "Values and compression" has the measurements behind each choice).
 
 Top-k ids -> codes (`IdOrder`). A token id costs ~15 bits under byte-shuffled zstd (121 bytes per
 position at k=64) although its order-0 entropy over a shard is ~9.7 bits: zstd codes each byte of an id
@@ -20,6 +20,8 @@ position with the chunk stored transposed (one rank's deltas together; Zarr's `t
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 # Positions counted for a shard's id order: 1M ids at k=64 (16k rows vs the whole shard: +0.7 B/pos).
@@ -31,7 +33,10 @@ class IdOrderError(ValueError):
 
 
 class IdOrder:
-    """The bijection token id <-> code of one shard. `order` is the stored `id_order` array."""
+    """The bijection token id <-> code of one shard. `order` is the stored `id_order` array: code c < n is
+    id order[c]; code n + j is the j-th id (ascending) not in `order`. Decoding holds O(n) memory and
+    builds nothing vocab-sized: codes >= n are rare (ids outside the shard's first rows) and are decoded
+    by a binary search, so opening a shard stays cheap (a reader may open one per fetch)."""
 
     def __init__(self, order: np.ndarray, vocab: int) -> None:
         order = np.asarray(order)
@@ -39,17 +44,16 @@ class IdOrder:
             raise IdOrderError(f"id_order must be a 1-d integer array, got {order.dtype} {order.shape}")
         if len(order) and (int(order.min()) < 0 or int(order.max()) >= vocab):
             raise IdOrderError(f"id_order holds ids outside [0, {vocab})")
-        seen = np.zeros(vocab, bool)
-        seen[order] = True
-        if int(seen.sum()) != len(order):
+        seen = np.sort(order.astype(np.int64))
+        if (np.diff(seen) == 0).any():
             raise IdOrderError("id_order holds a duplicate id")
         self.order = order.astype(np.uint32)
         self.vocab = vocab
-        # ids[code]; the extra last entry maps every code >= vocab (never written) to the invalid id
-        # `vocab`, so a decoder sees an out-of-range id instead of reading out of bounds.
-        self.ids = np.concatenate([self.order, np.flatnonzero(~seen), [vocab]]).astype(np.uint32)
+        # _unseen_below[i] = how many ids not in `order` lie below the i-th smallest seen id (non-decreasing),
+        # so the j-th unseen id is j + (number of seen ids below it) = j + searchsorted(_unseen_below, j, "right").
+        self._unseen_below = seen - np.arange(len(seen))
+        self._tables: dict[np.dtype, np.ndarray] = {}  # per dtype: `order` + the invalid id `vocab` last
         self._codes: np.ndarray | None = None
-        self._tables: dict[np.dtype, np.ndarray] = {np.dtype(np.uint32): self.ids}
 
     @classmethod
     def count(cls, topk_ids: np.ndarray, vocab: int) -> IdOrder:
@@ -58,11 +62,18 @@ class IdOrder:
         seen = np.flatnonzero(counts)
         return cls(seen[np.argsort(-counts[seen], kind="stable")], vocab)
 
+    def unseen_ids(self, j: np.ndarray) -> np.ndarray:
+        """The ids of codes n + j (j >= 0): the j-th ids in ascending order that are not in `order`."""
+        j = np.asarray(j, np.int64)
+        return j + np.searchsorted(self._unseen_below, j, side="right")
+
     def encode(self, topk_ids: np.ndarray) -> np.ndarray:
         """ids (in [0, vocab), checked by the scorer's validation) -> uint32 codes, same shape."""
-        if self._codes is None:
+        if self._codes is None:  # the writer's side: one vocab-sized table per shard
+            n = len(self.order)
+            ids = np.concatenate([self.order, self.unseen_ids(np.arange(self.vocab - n))])
             self._codes = np.empty(self.vocab, np.uint32)
-            self._codes[self.ids[:-1]] = np.arange(self.vocab, dtype=np.uint32)
+            self._codes[ids] = np.arange(self.vocab, dtype=np.uint32)
         return self._codes[topk_ids]
 
     def decode(self, codes: np.ndarray, dtype=np.uint32) -> np.ndarray:
@@ -71,9 +82,15 @@ class IdOrder:
         dtype = np.dtype(dtype)
         table = self._tables.get(dtype)
         if table is None:  # int64 for the trainer: the gather writes it directly (no second pass)
-            table = self._tables[dtype] = self.ids.astype(dtype)
-        # np.take: ~2x faster than fancy indexing here; "clip" sends every code >= vocab to the last entry.
-        return np.take(table, codes, mode="clip")
+            table = self._tables[dtype] = np.concatenate([self.order, [self.vocab]]).astype(dtype)
+        # np.take: ~2x faster than fancy indexing here; "clip" sends every code >= n to the last entry.
+        ids = np.take(table, codes, mode="clip")
+        n = len(self.order)
+        if codes.size and int(codes.max()) >= n:  # ids first seen after the table's rows: few per fetch
+            rare = codes >= n
+            j = codes[rare].astype(np.int64) - n
+            ids[rare] = np.where(j < self.vocab - n, self.unseen_ids(j), self.vocab)
+        return ids
 
 
 def logprob_deltas(topk_logprobs: np.ndarray) -> np.ndarray:
@@ -85,13 +102,20 @@ def logprob_deltas(topk_logprobs: np.ndarray) -> np.ndarray:
     return out
 
 
+def undo_deltas(bits: np.ndarray, axis: int) -> None:
+    """In place: uint16 deltas along `axis` (the k axis) -> fp16 bit patterns, by a prefix sum modulo 2^16
+    (k - 1 vector adds, each over every other axis at once: ~6x faster than np.cumsum along contiguous
+    rows, which numpy runs row by row)."""
+    # Row views made once: indexing a 2-d array per add costs ~2x more.
+    rows = list(bits if axis == 0 else np.moveaxis(bits, axis, 0))
+    for prev, cur in itertools.pairwise(rows):
+        np.add(cur, prev, out=cur)  # uint16: wraps modulo 2^16
+
+
 def logprobs_from_deltas(deltas: np.ndarray) -> np.ndarray:
-    """Inverse of `logprob_deltas`: fp16 [n, k] (Fortran order), bit for bit; the input is not modified.
-    A prefix sum column by column over a column-major copy: k - 1 contiguous vector adds, ~6x faster
-    than np.cumsum along the rows (which numpy runs row by row)."""
+    """Inverse of `logprob_deltas`: fp16 [n, k] (Fortran order), bit for bit; the input is not modified."""
     bits = np.array(deltas, dtype=np.uint16, order="F")
-    for j in range(1, bits.shape[1]):
-        np.add(bits[:, j], bits[:, j - 1], out=bits[:, j])  # uint16: wraps modulo 2^16
+    undo_deltas(bits, axis=1)
     return bits.view(np.float16)
 
 
@@ -100,5 +124,8 @@ def logprobs_from_deltas(deltas: np.ndarray) -> np.ndarray:
 _FP16_TO_FP32 = np.arange(2**16, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
-def fp16_to_fp32(x: np.ndarray) -> np.ndarray:
-    return np.take(_FP16_TO_FP32, np.asarray(x, np.float16).view(np.uint16))
+def fp16_to_fp32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """fp16 values, or their uint16 bit patterns, -> fp32 (into `out` if given)."""
+    x = np.asarray(x)
+    bits = x if x.dtype == np.uint16 else np.asarray(x, np.float16).view(np.uint16)
+    return np.take(_FP16_TO_FP32, bits, out=out, mode="clip")  # "clip": no bounds pass (every index is valid)

@@ -1,10 +1,11 @@
 """`TeacherStore`: sparse teacher log-probabilities in Zarr v3, keyed by the dataset manifest.
 
-Layout (docs/teacher_store.md is the contract; schema 2):
+Layout (docs/teacher_store.md is the contract; schema 3):
 
     <output>/<manifest_hash>/<teacher_id>/
         zarr.json                          root group; attributes = provenance (StoreProvenance)
-        shards/shard-00000/                one Zarr group per dataset shard, same name stem
+        shards/shard-00000/                one Zarr group per dataset shard, same name stem; each array one
+                                           file (a Zarr shard of 256-row inner chunks, `ArrayFile`)
             positions            [P] int32      position t within its sequence (student position; predicts t+1)
             topk_id_codes        [P, k] uint32  teacher's top-k token ids for token t+1, rank order, as codes
             id_order             [n] uint32     the shard's code table (row_coding.IdOrder): id of code c < n
@@ -19,9 +20,10 @@ The writer takes and the reader returns the decoded rows (`ShardArrays`: ids uin
 the codes and deltas are lossless transforms (row_coding.py) that exist only on disk.
 
 Rows are the supervised positions only (labels != -100), in sequence order then position order, and
-sequences in the prepared shard's order. Every chunk carries a crc32c (Zarr's `crc32c` codec), checked on
-every read, so a corrupted chunk is an error, never silent garbage. zarr writes the metadata; the chunks
-are encoded by `ChunkCodec` (the same bytes zarr would write, read back by both zarr and our reader).
+sequences in the prepared shard's order. Every inner chunk and every shard index carries a crc32c (Zarr's
+`crc32c` codec), checked on every read, so a corrupted file is an error, never silent garbage. zarr writes
+the metadata; the data is encoded by `ArrayFile` (the same bytes zarr would write, read back by both zarr
+and our reader).
 
 Commit protocol: a shard is written into `shards/.tmp-<name>-<random>/`, renamed to `shards/<name>/`, and
 only then is its marker written (write-to-temp, rename). A shard is complete iff its marker exists and
@@ -45,10 +47,11 @@ from vpmoe.teacher.row_coding import TABLE_ROWS, IdOrder, logprob_deltas
 from vpmoe.tokenizer import PADDED_VOCAB_SIZE
 from vpmoe.utils.hashing import sha256_file
 
-STORE_SCHEMA_VERSION = 2  # 2: id codes + log-prob deltas (row_coding.py); 1 stored raw ids and fp16
+# 3: each array one Zarr shard file of 256-row inner chunks; 2: id codes + log-prob deltas (row_coding.py)
+# in 2048-row chunk files; 1: raw ids and fp16.
+STORE_SCHEMA_VERSION = 3
 SHARDS = "shards"
 MARKER_SUFFIX = ".complete.json"
-CHUNK_ROWS = 2048  # positions per chunk: ~1-2 chunks per sample fetch; measured in benchmarks/bench_store.py
 
 
 class StoreError(RuntimeError):
@@ -61,38 +64,54 @@ def _zarr():
     return zarr
 
 
-# --- Chunk layout: the one piece of code that encodes (ShardWriter) and decodes (the reader) chunks. ---
-# Compression chosen by measurement (benchmarks/results/store_cpu.md): blosc-zstd level 1 (levels 3-5 save
-# ~1-4% of bytes at 2-3x the CPU, which the scorer's per-core budget cannot afford), byte shuffle, or bit
-# shuffle for the id codes (85.9 vs 88.7 bytes/position, and faster), then a crc32c per chunk so
-# corruption is detected on read. The log-prob deltas are stored transposed (48.7 vs 53.1 bytes/position).
+# --- Array layout: the one piece of code that encodes (ShardWriter) and decodes (the reader) arrays. ---
+# Each array of a shard group is ONE file, a Zarr v3 shard (the `sharding_indexed` codec) covering the whole
+# array: inner chunks of `ArrayLayout.rows` rows, then an index of (offset, nbytes) per inner chunk. A
+# sample fetch (a few hundred rows) reads one contiguous byte range per array and decodes ~its own rows;
+# with one 2048-row chunk per file (schema 2) it decoded ~5x the rows it returned (reader 183k positions
+# per CPU-second). Chosen by measurement (benchmarks/results/store_cpu.md, docs/teacher_store.md):
+# - top-k arrays (~99% of the bytes): blosc-zstd level 1 (levels 3-5 save ~1-4% at 2-3x the CPU, which the
+#   scorer's per-core budget cannot afford), bit shuffle, 256-row inner chunks (a ~500-row fetch decodes
+#   ~1.5x its rows; 128 rows is slower, each blosc-zstd call costing ~8 us before any data);
+# - per-row scalars: blosc-lz4, 1024-row inner chunks: smaller than zstd at 256 rows and ~3 us per call;
+# - the log-prob deltas stored transposed ([k, rows]: one rank's deltas together, ~1.2 bytes/position less).
+# Every inner chunk and the index end with a crc32c, so corruption is detected on read.
 @dataclass(frozen=True)
 class ArrayLayout:
     dtype: type
-    shuffle: str = "shuffle"  # blosc shuffle: "shuffle" (bytes) or "bitshuffle"
-    transpose: bool = False  # chunk stored as [k, rows] (Zarr's transpose codec, order [1, 0])
+    shuffle: str = "bitshuffle"  # blosc shuffle: "shuffle" (bytes) or "bitshuffle"
+    transpose: bool = False  # inner chunks stored as [k, rows] (Zarr's transpose codec, order [1, 0])
+    cname: str = "zstd"
+    clevel: int = 1
+    rows: int | None = 256  # per inner chunk (capped at the array's length); None: one chunk, the whole array
+    # blosc block in bytes (0: blosc picks, 32 KiB here). 1 MiB = one block per 256-row top-k chunk (blosc
+    # caps it at the chunk): one zstd frame per chunk, measured 0.5 bytes/position smaller for the id
+    # codes and no slower; blocks of 8-16 KiB decoded 30-60% slower.
+    blocksize: int = 1 << 20
 
     def blosc(self) -> dict:
-        return {"cname": "zstd", "clevel": 1, "shuffle": self.shuffle, "blocksize": 0,
+        return {"cname": self.cname, "clevel": self.clevel, "shuffle": self.shuffle, "blocksize": self.blocksize,
                 "typesize": np.dtype(self.dtype).itemsize}  # fmt: skip
 
 
+_SCALARS = {"shuffle": "shuffle", "cname": "lz4", "clevel": 9, "rows": 1024, "blocksize": 0}
+_WHOLE = {"shuffle": "shuffle", "rows": None, "blocksize": 0}
 LAYOUT = {
-    "positions": ArrayLayout(dtype=np.int32),
-    "topk_id_codes": ArrayLayout(dtype=np.uint32, shuffle="bitshuffle"),
-    "id_order": ArrayLayout(dtype=np.uint32),
+    "positions": ArrayLayout(dtype=np.int32, **_SCALARS),
+    "topk_id_codes": ArrayLayout(dtype=np.uint32),
+    "id_order": ArrayLayout(dtype=np.uint32, **_WHOLE),
     "topk_logprob_deltas": ArrayLayout(dtype=np.uint16, transpose=True),
-    "target_logprob": ArrayLayout(dtype=np.float32),
-    "target_rank": ArrayLayout(dtype=np.uint32),
-    "seq_offsets": ArrayLayout(dtype=np.int64),
+    "target_logprob": ArrayLayout(dtype=np.float32, **_SCALARS),
+    "target_rank": ArrayLayout(dtype=np.uint32, **_SCALARS),
+    "seq_offsets": ArrayLayout(dtype=np.int64, **_WHOLE),
 }
 ARRAYS = tuple(LAYOUT)  # the arrays of a shard group, as stored
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}  # numcodecs' ids for zarr's names
 
 
 def zarr_codecs(layout: ArrayLayout) -> dict:
-    """`create_array` keywords declaring `layout` (Zarr v3: [transpose ->] bytes little-endian -> blosc ->
-    crc32c)."""
+    """`create_array` keywords declaring `layout`'s inner chunks (Zarr v3: [transpose ->] bytes little-endian
+    -> blosc -> crc32c); the caller gives `chunks` (inner) and `shards` (the whole array, one file)."""
     from zarr.codecs import BloscCodec, Crc32cCodec, TransposeCodec
 
     return {
@@ -101,23 +120,38 @@ def zarr_codecs(layout: ArrayLayout) -> dict:
     }
 
 
+_BLOSC = None
+
+
 def _blosc():
-    from numcodecs import blosc
+    global _BLOSC
+    if _BLOSC is None:  # once: an import per chunk cost ~3 us, at ~15 chunks per sample fetch
+        from numcodecs import blosc
 
-    # One thread, no global blosc context (what zarr itself sets at import): measured no CPU-time gain
-    # from blosc threads on 1 MiB chunks, and the contextual path is fork-safe.
-    blosc.use_threads = False
-    return blosc
+        # One thread, no global blosc context (what zarr itself sets at import): measured no CPU-time
+        # gain from blosc threads, and the contextual path is fork-safe.
+        blosc.use_threads = False
+        _BLOSC = blosc
+    return _BLOSC
 
 
-class ChunkCodec:
-    """The chunks of one store array as Zarr v3 lays them out for `zarr_codecs(LAYOUT[name])`: chunk i of
-    a regular grid (whole rows; the last chunk padded with the fill value 0 to the full chunk shape;
-    transposed when the layout says so) is the file `<array>/c/<i>/0...` holding blosc (zstd 1, the
-    layout's shuffle, typesize = itemsize) of its little-endian bytes, followed by the crc32c of that frame
-    as 4 bytes little-endian (zarr's `crc32c` codec). Opening checks that the array's zarr.json declares
-    exactly the layout `LAYOUT` gives its name, so the bytes written here are what any Zarr v3 reader
-    expects, and the reader never guesses at another layout."""
+def _codecs_json(codecs: list) -> list:
+    """zarr.json codec entries without empty configurations (zarr writes crc32c without one)."""
+    return [{"name": c.get("name"), **({"configuration": c["configuration"]} if c.get("configuration") else {})}
+            for c in codecs]  # fmt: skip
+
+
+class ArrayFile:
+    """One array of a shard group as Zarr v3 lays it out for `zarr_codecs(LAYOUT[name])` with
+    `chunks=(rows, ...)` and `shards` covering the whole array: the single file `<array>/c/0[/0]` holds inner
+    chunks 0..n-1 back to back, each blosc (zstd 1, the layout's shuffle, typesize = itemsize) of the
+    chunk's little-endian bytes (whole rows; the last chunk padded with the fill value 0; transposed when
+    the layout says so) followed by its crc32c (4 bytes little-endian, zarr's `crc32c` codec); then the
+    index, n (offset, nbytes) uint64 pairs little-endian and their crc32c. Opening checks that the array's
+    zarr.json declares exactly that, so the bytes written here are what any Zarr v3 reader expects, and
+    the reader never guesses at another layout. An empty array has no file."""
+
+    _fd: int | None = None  # kept open between reads after `open()` (pread: no shared offset)
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -128,44 +162,99 @@ class ChunkCodec:
         self.layout = layout = LAYOUT.get(path.name)
         if layout is None:
             raise StoreError(f"{path}: not an array of a TeacherStore shard (those are {', '.join(ARRAYS)})")
-        want = [{"name": "transpose", "configuration": {"order": [1, 0]}}] if layout.transpose else []
-        want += [
+        inner = [{"name": "transpose", "configuration": {"order": [1, 0]}}] if layout.transpose else []
+        inner += [
             {"name": "bytes", "configuration": {"endian": "little"}},
             {"name": "blosc", "configuration": layout.blosc()},
             {"name": "crc32c"},
         ]
+        codecs = _codecs_json(meta.get("codecs", []))
+        sharding = codecs[0].get("configuration", {}) if len(codecs) == 1 else {}
+        shape = tuple(meta.get("shape", ()))
+        rows = sharding.get("chunk_shape", [0])[0]
+        self.n_chunks = -(-shape[0] // rows) if shape and isinstance(rows, int) and rows > 0 else 0
         layout_ok = (
-            [{"name": c.get("name"), **({"configuration": c["configuration"]} if c.get("configuration") else {})}
-             for c in meta.get("codecs", [])] == want
+            codecs[0]["name"] == "sharding_indexed"
+            and _codecs_json(sharding.get("codecs", [])) == inner
+            and _codecs_json(sharding.get("index_codecs", []))
+            == [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
+            and sharding.get("index_location") == "end"
+            and list(sharding["chunk_shape"][1:]) == list(shape[1:])
+            and rows == max(1, min(layout.rows or shape[0], shape[0]))
+            and meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
+            == [max(self.n_chunks, 1) * rows, *shape[1:]]  # one shard (file) covers the array
             and meta.get("data_type") == np.dtype(layout.dtype).name
             and meta.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
             and meta.get("chunk_grid", {}).get("name") == "regular"
             and meta.get("fill_value") == 0
-        )  # fmt: skip
+        ) if sharding else False  # fmt: skip
         if not layout_ok:
             raise StoreError(
                 f"{path}: not the layout TeacherStore writes for {path.name} ({np.dtype(layout.dtype).name}, "
-                f"{'transpose, ' if layout.transpose else ''}bytes/blosc {layout.shuffle}/crc32c, default keys)"
+                f"one shard of {'transpose, ' if layout.transpose else ''}bytes/blosc {layout.cname} "
+                f"{layout.shuffle}/crc32c inner chunks of {layout.rows or 'all'} rows, index at the end, default keys)"
             )
-        self.shape = tuple(meta["shape"])
-        self.chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        self.shape = shape
+        self.rows = rows  # per inner chunk
         self.dtype = np.dtype(layout.dtype).newbyteorder("<")
-        self._stored_shape = self.chunk_shape[::-1] if layout.transpose else self.chunk_shape
+        self.file = path / "c" / "/".join(["0"] * len(shape))
+        self._stored_shape = (*shape[1:], rows) if layout.transpose else (rows, *shape[1:])
+        self.index_bytes = 16 * self.n_chunks + 4
+        self._chunk_bytes = int(np.prod(self._stored_shape)) * self.dtype.itemsize
+        self._bounds: list[int] | None = None
 
-    def key(self, i: int) -> Path:
-        return self.path / "c" / "/".join([str(i)] + ["0"] * (len(self.shape) - 1))
+    def open(self) -> None:
+        """Keep the file open for reads until `close()` (a reader's open shards: two system calls less
+        per read). Safe across fork: `os.pread` never moves a shared file offset."""
+        if self._fd is None and self.n_chunks:
+            self._fd = os.open(self.file, os.O_RDONLY)
 
-    def write(self, i: int, rows: np.ndarray) -> None:
-        """Encode rows [i * chunk_rows, ...) (a whole chunk, or the last one's rows) into chunk file i."""
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __getstate__(self):
+        return {**self.__dict__, "_fd": None}  # a descriptor means nothing in another process
+
+    @property
+    def bounds(self) -> list[int]:
+        """The inner chunks' byte offsets (`read_index`), read on first use and kept."""
+        if self._bounds is None:
+            self._bounds = self.read_index()
+        return self._bounds
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """The inner chunk shape (what zarr's `Array.chunks` says of a sharded array)."""
+        return (self.rows, *self.shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        """`array[a:b]` (row slices only), as a zarr array reads: decoded rows, checks included."""
+        a, b, step = rows.indices(self.shape[0])
+        if step != 1:
+            raise IndexError(f"{self.path}: only contiguous row slices are read")
+        return self.read(a, b)
+
+    # --- writing ---
+    def encode(self, rows: np.ndarray) -> bytes:
+        """Rows of one inner chunk (a whole chunk, or the last one's rows) -> its bytes in the file."""
         import google_crc32c
 
         chunk = np.ascontiguousarray(rows, dtype=self.dtype)
-        if chunk.shape[1:] != self.chunk_shape[1:] or not 0 < len(chunk) <= self.chunk_shape[0]:
+        if chunk.shape[1:] != self.shape[1:] or not 0 < len(chunk) <= self.rows:
             raise StoreError(
-                f"{self.path}: chunk {i} got rows of shape {rows.shape}, chunks are {self.chunk_shape}"
+                f"{self.path}: an inner chunk got rows of shape {rows.shape}, chunks are {self.rows} rows"
             )
-        if chunk.shape != self.chunk_shape:
-            padded = np.zeros(self.chunk_shape, self.dtype)
+        if len(chunk) < self.rows:
+            padded = np.zeros((self.rows, *self.shape[1:]), self.dtype)
             padded[: len(chunk)] = chunk
             chunk = padded
         if self.layout.transpose:
@@ -179,27 +268,119 @@ class ChunkCodec:
             cfg["blocksize"],
             cfg["typesize"],
         )
-        key = self.key(i)
-        key.parent.mkdir(parents=True, exist_ok=True)
-        with open(key, "wb") as f:
-            f.write(frame)
-            f.write(google_crc32c.value(frame).to_bytes(4, "little"))
+        return frame + google_crc32c.value(frame).to_bytes(4, "little")
 
-    def read(self, i: int) -> np.ndarray:
-        """Chunk i, rows first (a transposed layout's chunk comes back as a Fortran-order view), crc32c
-        verified (a missing or corrupted chunk raises `StoreError` naming the file)."""
+    def encode_index(self, nbytes: list[int]) -> bytes:
+        """The index of chunks written back to back from offset 0 with these sizes."""
         import google_crc32c
 
-        key = self.key(i)
+        if len(nbytes) != self.n_chunks:
+            raise StoreError(
+                f"{self.path}: {len(nbytes)} inner chunks written, the array has {self.n_chunks}"
+            )
+        ends = np.cumsum(nbytes, dtype=np.uint64)
+        index = np.stack([ends - np.asarray(nbytes, np.uint64), np.asarray(nbytes, np.uint64)], axis=1)
+        raw = index.astype("<u8").tobytes()
+        return raw + google_crc32c.value(raw).to_bytes(4, "little")
+
+    def write(self, rows: np.ndarray) -> None:
+        """The whole array in one call (small arrays: id_order, seq_offsets)."""
+        with open(self.file_for_write(), "wb") as f:
+            sizes = [f.write(self.encode(rows[a : a + self.rows])) for a in range(0, len(rows), self.rows)]
+            f.write(self.encode_index(sizes))
+
+    def file_for_write(self) -> Path:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        return self.file
+
+    # --- reading ---
+    def read_index(self) -> list[int]:
+        """Byte offsets of the inner chunks, n + 1 of them (chunk i is bytes [o[i], o[i + 1]) of the file),
+        after checking the index's crc32c and that the chunks lie back to back as the writer puts them.
+        A list: fetches index it a few times per chunk, and numpy scalars cost ~10x more there."""
+        import google_crc32c
+
+        if not self.n_chunks:
+            return [0]
         try:
-            raw = key.read_bytes()
+            with open(self.file, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(size - self.index_bytes, 0))
+                raw = f.read()
         except FileNotFoundError:
-            raise StoreError(f"{key}: chunk missing (every chunk of a committed shard is written)") from None
-        frame = raw[:-4]
-        if len(raw) < 4 or google_crc32c.value(frame) != int.from_bytes(raw[-4:], "little"):
-            raise StoreError(f"{key}: crc32c checksum mismatch: the chunk is corrupted")
-        chunk = np.frombuffer(_blosc().decompress(frame), dtype=self.dtype).reshape(self._stored_shape)
-        return chunk.T if self.layout.transpose else chunk
+            raise StoreError(
+                f"{self.file}: array file missing (every array of a committed shard is written)"
+            ) from None
+        body = raw[:-4]
+        if len(raw) < self.index_bytes or google_crc32c.value(body) != int.from_bytes(raw[-4:], "little"):
+            raise StoreError(f"{self.file}: shard index crc32c mismatch: the file is truncated or corrupted")
+        index = np.frombuffer(body, "<u8").reshape(self.n_chunks, 2).astype(np.int64)
+        # Zarr marks a chunk it left out (all fill value) with 2^64 - 1 (here -1); TeacherStore writes all.
+        bounds = np.concatenate([[0], np.cumsum(index[:, 1])])
+        if (
+            (index[:, 1] < 0).any()
+            or (index[:, 0] != bounds[:-1]).any()
+            or bounds[-1] != size - self.index_bytes
+        ):
+            raise StoreError(f"{self.file}: the shard index does not describe chunks written back to back")
+        return bounds.tolist()
+
+    def read_chunks(self, a: int, b: int) -> tuple[list[np.ndarray], int]:
+        """The inner chunks holding rows [a, b), decoded as stored (read-only
+        arrays of the stored chunk shape: [k, rows] for a transposed layout), and the offset of row a in
+        the first. One read of their byte range; each chunk's crc32c and size are checked."""
+        import google_crc32c
+
+        c0, c1 = a // self.rows, -(-b // self.rows)
+        if c1 <= c0:
+            return [], 0
+        bounds = self.bounds
+        lo = bounds[c0]
+        fd = self._fd
+        try:
+            if fd is None:
+                fd = os.open(self.file, os.O_RDONLY)
+            data = os.pread(fd, bounds[c1] - lo, lo)
+        except FileNotFoundError:
+            raise StoreError(
+                f"{self.file}: array file missing (every array of a committed shard is written)"
+            ) from None
+        finally:
+            if fd is not None and fd != self._fd:
+                os.close(fd)
+        if len(data) != bounds[c1] - lo:
+            raise StoreError(
+                f"{self.file}: truncated (inner chunks {c0}-{c1 - 1} end past the end of the file)"
+            )
+        blosc, chunks = _blosc(), []
+        for c in range(c0, c1):
+            s, e = bounds[c] - lo, bounds[c + 1] - lo - 4
+            frame = data[s:e]
+            if e - s < 16 or google_crc32c.value(frame) != int.from_bytes(data[e : e + 4], "little"):
+                raise StoreError(
+                    f"{self.file}: crc32c mismatch in inner chunk {c} (rows {c * self.rows}-"
+                    f"{(c + 1) * self.rows - 1}): the file is corrupted"
+                )
+            raw = blosc.decompress(frame)  # to bytes: ~5 us less per call than into a given buffer
+            if len(raw) != self._chunk_bytes:
+                raise StoreError(
+                    f"{self.file}: inner chunk {c} holds {len(raw)} bytes, expected {self._chunk_bytes}"
+                )
+            chunks.append(np.frombuffer(raw, self.dtype).reshape(self._stored_shape))
+        return chunks, a - c0 * self.rows
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        """Rows [a, b): a read-only view when they lie in one chunk (and the layout is not transposed),
+        else a new array."""
+        chunks, off = self.read_chunks(a, b)
+        if self.layout.transpose:
+            chunks = [c.T for c in chunks]
+        if len(chunks) == 1:
+            return chunks[0][off : off + b - a]
+        if not chunks:
+            return np.empty((0, *self.shape[1:]), self.dtype)
+        rows = np.concatenate(chunks)
+        return rows[off : off + b - a]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -333,41 +514,49 @@ class TeacherStore:
 
 
 class ShardWriter:
-    """Streams rows of one shard into chunk files (`ChunkCodec`), then commits.
+    """Streams rows of one shard into its array files (`ArrayFile`), then commits.
 
     Takes decoded rows (`ShardArrays` fields but seq_offsets) and codes them (row_coding.py). The id
     order is counted over the shard's first `TABLE_ROWS` positions, so nothing is encoded until that many
     are buffered (~6.5 MB at k=64) or the shard ends. zarr writes the metadata (create_array) and nothing
     else: its write path costs ~4.5 us per position over the encoding itself
-    (benchmarks/results/store_cpu.md), so chunks are encoded here directly."""
+    (benchmarks/results/store_cpu.md), so inner chunks are encoded here and appended to each array's file
+    as they fill; the shard index goes at the end on commit."""
+
+    ROW_ARRAYS = ("positions", "topk_id_codes", "topk_logprob_deltas", "target_logprob", "target_rank")
 
     def __init__(self, store: TeacherStore, stem: str, tmp: Path, *, num_positions: int, num_sequences: int):
         zarr = _zarr()
         self.store, self.stem, self.tmp = store, stem, tmp
         self.num_positions, self.num_sequences = num_positions, num_sequences
-        k = store.provenance.k
         self.group = zarr.create_group(str(tmp), zarr_format=3)
-        rows = max(1, min(CHUNK_ROWS, num_positions))
-        shapes = {
-            "positions": ((num_positions,), (rows,)),
-            "topk_id_codes": ((num_positions, k), (rows, k)),
-            "topk_logprob_deltas": ((num_positions, k), (rows, k)),
-            "target_logprob": ((num_positions,), (rows,)),
-            "target_rank": ((num_positions,), (rows,)),
-            "seq_offsets": ((num_sequences + 1,), (num_sequences + 1,)),
-        }
-        self.codecs = {name: self._create(name, shape, chunks) for name, (shape, chunks) in shapes.items()}
-        self.rows = rows
+        k = store.provenance.k
+        self.arrays = {
+            name: self._create(name, (num_positions, k) if name in ("topk_id_codes", "topk_logprob_deltas") else (num_positions,))
+            for name in self.ROW_ARRAYS
+        }  # fmt: skip
+        self.rows = max(a.rows for a in self.arrays.values())  # rows encoded per flush: whole chunks of each
+        # One open file per array while rows stream in (closed by commit or abort); sizes of the inner
+        # chunks written, for the index.
+        self.files = {n: open(a.file_for_write(), "wb") for n, a in self.arrays.items() if a.n_chunks}  # noqa: SIM115
+        self.sizes: dict[str, list[int]] = {n: [] for n in self.files}
         self.id_order: IdOrder | None = None  # counted from the first TABLE_ROWS rows
         self.written = 0  # rows encoded (a multiple of `rows` until the final flush)
         self.buffer: dict[str, list[np.ndarray]] = {n: [] for n in ShardArrays.ROW_FIELDS}
         self.buffered = 0
         self.seq_lengths: list[int] = []
 
-    def _create(self, name: str, shape: tuple, chunks: tuple) -> ChunkCodec:
+    def _create(self, name: str, shape: tuple) -> ArrayFile:
+        """The array's zarr.json: inner chunks of the layout's rows (at most the array's), one shard (file)
+        covering the array."""
         layout = LAYOUT[name]
-        self.group.create_array(name, shape=shape, chunks=chunks, dtype=layout.dtype, **zarr_codecs(layout))
-        return ChunkCodec(self.tmp / name)
+        rows = max(1, min(layout.rows or shape[0], shape[0]))
+        chunks = (rows, *shape[1:])
+        shards = (max(1, -(-shape[0] // rows)) * rows, *shape[1:])
+        self.group.create_array(
+            name, shape=shape, chunks=chunks, shards=shards, dtype=layout.dtype, **zarr_codecs(layout)
+        )
+        return ArrayFile(self.tmp / name)
 
     def add_sequence(self, **rows: np.ndarray) -> None:
         if set(rows) != set(ShardArrays.ROW_FIELDS):
@@ -390,7 +579,6 @@ class ShardWriter:
         if not self.buffered and self.id_order is not None:
             return
         take = self.buffered if final else (self.buffered // self.rows) * self.rows
-        first = self.written // self.rows
         arrays = {}
         for name, parts in self.buffer.items():
             arr = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else None
@@ -400,16 +588,20 @@ class ShardWriter:
             ids = arrays["topk_ids"]
             self.id_order = IdOrder.count(ids[:TABLE_ROWS] if ids is not None else [], PADDED_VOCAB_SIZE)
             n = len(self.id_order.order)
-            codec = self._create("id_order", (n,), (max(n, 1),))
+            order = self._create("id_order", (n,))
             if n:
-                codec.write(0, self.id_order.order)
-        for c, lo in enumerate(range(0, take, self.rows)):
-            sl = slice(lo, min(lo + self.rows, take))
-            self.codecs["positions"].write(first + c, arrays["positions"][sl])
-            self.codecs["topk_id_codes"].write(first + c, self.id_order.encode(arrays["topk_ids"][sl]))
-            self.codecs["topk_logprob_deltas"].write(first + c, logprob_deltas(arrays["topk_logprobs"][sl]))
-            self.codecs["target_logprob"].write(first + c, arrays["target_logprob"][sl])
-            self.codecs["target_rank"].write(first + c, arrays["target_rank"][sl])
+                order.write(self.id_order.order)
+        if take:
+            coded = {
+                "positions": arrays["positions"][:take],
+                "topk_id_codes": self.id_order.encode(arrays["topk_ids"][:take]),
+                "topk_logprob_deltas": logprob_deltas(arrays["topk_logprobs"][:take]),
+                "target_logprob": arrays["target_logprob"][:take],
+                "target_rank": arrays["target_rank"][:take],
+            }
+            for name, rows in coded.items():
+                arr, f, sizes = self.arrays[name], self.files[name], self.sizes[name]
+                sizes += [f.write(arr.encode(rows[lo : lo + arr.rows])) for lo in range(0, take, arr.rows)]
         self.written += take
         self.buffered -= take
 
@@ -420,8 +612,11 @@ class ShardWriter:
                 f"{self.stem}: wrote {self.written} rows / {len(self.seq_lengths)} sequences, expected "
                 f"{self.num_positions} / {self.num_sequences}"
             )
+        for name, f in self.files.items():
+            f.write(self.arrays[name].encode_index(self.sizes[name]))
+            f.close()
         offsets = np.concatenate([[0], np.cumsum(self.seq_lengths)]).astype(np.int64)
-        self.codecs["seq_offsets"].write(0, offsets)
+        self._create("seq_offsets", offsets.shape).write(offsets)
         final = self.store.shards_dir / self.stem
         os.replace(self.tmp, final)
         files = _tree_sha256(final)
@@ -439,4 +634,6 @@ class ShardWriter:
         return info
 
     def abort(self) -> None:
+        for f in self.files.values():
+            f.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
