@@ -234,8 +234,8 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
 
 
 def _scan_all(jobs: list[ShardJob], context: ScanContext, workers: int, bar):
-    """Shard results in job (manifest) order; in this process, or on a pool of spawned processes (zarr's
-    threads make fork unsafe once zarr has been used)."""
+    """Shard results in job (manifest) order; in this process, or on a pool of spawned processes (spawned,
+    not forked: a fork copies whatever threads' locks the parent holds, e.g. zarr's if a caller used it)."""
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
             yield scan_shard(job, context, bar)

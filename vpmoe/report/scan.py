@@ -19,10 +19,10 @@ from vpmoe.report.checks import CheckLog, RowBlock, decode, value_failures
 from vpmoe.report.stats import StatsAccumulator, row_metrics
 from vpmoe.report.store_checks import check_checksums
 from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas
-from vpmoe.teacher.store import ARRAYS, LAYOUT, sample_ids_digest
+from vpmoe.teacher.store import ARRAYS, LAYOUT, ArrayFile, sample_ids_digest
 
-# Rows per zarr read (rounded to whole chunks): large enough that zarr decodes chunks concurrently,
-# small enough to bound memory (~25 MB decoded at k=64).
+# Rows per read (rounded to whole inner chunks): few Python calls per shard, memory bounded (~25 MB
+# decoded at k=64).
 READ_ROWS = 65536
 # Rows per numpy pass: an fp32 [rows, k] block stays in L2, which makes the passes ~2x faster.
 COMPUTE_ROWS = 4096
@@ -146,18 +146,17 @@ class ShardScan:
             self.fail("provenance", f"marker k {m.get('k')!r} != root k {self.k}")
 
     def _open_arrays(self, num_seqs: int) -> dict | None:
-        import zarr
-
-        try:
-            group = zarr.open_group(str(self.path), mode="r")
-        except Exception as e:  # any failure to open is a finding about this shard, not a crash
-            self.fail("readable", f"shard group does not open: {type(e).__name__}: {e}")
+        if not (self.path / "zarr.json").is_file():
+            self.fail("readable", f"shard group does not open: no {self.path / 'zarr.json'}")
             return None
         arrays, problems = {}, []
         k = self.k
         for name in ARRAYS:
             try:
-                arr = group[name]
+                # Read with the store's own decoder (the layout checked, every crc verified): zarr's
+                # generic path reads these sharded arrays ~3x slower (a Python task per 256-row inner
+                # chunk; benchmarks/results/report_cpu.md). zarr reading them is a test of its own.
+                arr = ArrayFile(self.path / name)
             except Exception as e:
                 problems.append(f"{name}: does not open ({type(e).__name__}: {e})")
                 continue
