@@ -97,19 +97,19 @@ def test_writer_round_trip_table_and_determinism(tmp_path):
     group, info = write_shard(tmp_path / "a", rows, cuts=[5, 2048, 9000, TABLE_ROWS + 1])
     shard = _OpenShard(group)
     np.testing.assert_array_equal(shard.topk_ids(0, n), rows.topk_ids)
-    np.testing.assert_array_equal(shard.topk_logprobs(0, n), rows.topk_logprobs.astype(np.float32))
+    np.testing.assert_array_equal(
+        shard.topk_logprobs(0, n).view(np.uint16), rows.topk_logprobs.view(np.uint16)
+    )
     np.testing.assert_array_equal(shard.read("target_logprob", 0, n), rows.target_logprob)
     # Row ranges inside one inner chunk, across several, at the ends (the reader's fetches).
     rng = np.random.default_rng(5)
     ranges = [(0, 1), (255, 257), (256, 512), (n - 1, n), (n - 300, n), (0, n)]
     ranges += [tuple(sorted(rng.integers(0, n + 1, 2))) for _ in range(20)]
     for a, b in ranges:
-        np.testing.assert_array_equal(shard.topk_ids(a, b, np.int64), rows.topk_ids[a:b])
-        got = shard.topk_logprobs(a, b)
-        assert got.dtype == np.float32 and got.flags.c_contiguous
-        np.testing.assert_array_equal(
-            got.view(np.uint32), rows.topk_logprobs[a:b].astype(np.float32).view(np.uint32)
-        )
+        np.testing.assert_array_equal(shard.topk_ids(a, b, np.int32), rows.topk_ids[a:b])
+        got = shard.topk_logprobs(a, b)  # bit for bit what was written
+        assert got.dtype == np.float16 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got.view(np.uint16), rows.topk_logprobs[a:b].view(np.uint16))
         np.testing.assert_array_equal(shard.read("positions", a, b), rows.positions[a:b])
     # The table is the count over the first TABLE_ROWS rows, and later rows hold ids outside it.
     np.testing.assert_array_equal(shard.id_order.order, IdOrder.count(rows.topk_ids[:TABLE_ROWS], V).order)

@@ -149,8 +149,10 @@ class MicroBatchBuilder:
         input_ids = np.zeros((b, s), np.int64)
         labels = np.full((b, s), IGNORE_INDEX, np.int64)
         spans = np.full((b, s), -1, np.int8)
-        t_ids = np.zeros((b, s, self.k), np.int64)
-        t_lps = np.zeros((b, s, self.k), np.float32)
+        # The teacher's top-k as stored (int32 ids, fp16 log-probs: exact); the loss widens them on the
+        # device (vpmoe/train/loss.py), which halves this, the largest tensor's, host-to-device bytes.
+        t_ids = np.zeros((b, s, self.k), np.int32)
+        t_lps = np.zeros((b, s, self.k), np.float16)
         for r, i in enumerate(samples):
             shard = self._shard(int(self.index.shard[i]))
             ids, tok_spans, lab = shard.sequence(int(self.index.row[i]))

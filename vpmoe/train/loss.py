@@ -104,8 +104,8 @@ def head_loss(
     return sparse_kl(
         head.hidden.reshape(s * b, h),
         head.weight,
-        flat(teacher_ids),
-        flat(teacher_logprobs),
+        flat(teacher_ids).long(),  # batched as int32 / fp16 (exact; vpmoe/train/data.py), widened here
+        flat(teacher_logprobs).float(),
         flat(labels),
         flat(weights_tok),
         impl=cfg.impl,
