@@ -76,17 +76,20 @@ class IdOrder:
             self._codes[ids] = np.arange(self.vocab, dtype=np.uint32)
         return self._codes[topk_ids]
 
-    def decode(self, codes: np.ndarray, dtype=np.uint32) -> np.ndarray:
-        """codes -> ids of `dtype` (uint32 or int64); a code >= vocab (never written: a bad store) decodes
-        to `vocab`."""
+    def decode(self, codes: np.ndarray, dtype=np.uint32, *, strict: bool = False) -> np.ndarray:
+        """codes -> ids of `dtype` (any integer type); a code >= vocab (never written: a bad store) raises
+        `IdOrderError` if `strict`, else decodes to `vocab` (the report counts those)."""
+        top = int(codes.max()) if codes.size else -1
+        if strict and top >= self.vocab:
+            raise IdOrderError("a code outside the vocabulary")
         dtype = np.dtype(dtype)
         table = self._tables.get(dtype)
-        if table is None:  # int64 for the trainer: the gather writes it directly (no second pass)
+        if table is None:  # in the caller's dtype: the gather writes it directly (no second pass)
             table = self._tables[dtype] = np.concatenate([self.order, [self.vocab]]).astype(dtype)
         # np.take: ~2x faster than fancy indexing here; "clip" sends every code >= n to the last entry.
         ids = np.take(table, codes, mode="clip")
         n = len(self.order)
-        if codes.size and int(codes.max()) >= n:  # ids first seen after the table's rows: few per fetch
+        if top >= n:  # ids first seen after the table's rows: few per fetch
             rare = codes >= n
             j = codes[rare].astype(np.int64) - n
             ids[rare] = np.where(j < self.vocab - n, self.unseen_ids(j), self.vocab)

@@ -106,6 +106,8 @@ LAYOUT = {
     "seq_offsets": ArrayLayout(dtype=np.int64, **_WHOLE),
 }
 ARRAYS = tuple(LAYOUT)  # the arrays of a shard group, as stored
+# The arrays with a row per position (the rest, id_order and seq_offsets, are read whole on open).
+ROW_ARRAYS = ("positions", "topk_id_codes", "topk_logprob_deltas", "target_logprob", "target_rank")
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}  # numcodecs' ids for zarr's names
 
 
@@ -283,17 +285,39 @@ class ArrayFile:
         raw = index.astype("<u8").tobytes()
         return raw + google_crc32c.value(raw).to_bytes(4, "little")
 
+    def append(self, f, rows: np.ndarray) -> list[int]:
+        """Encode rows (whole inner chunks, the last one possibly short) onto the open file `f`; the sizes
+        of the chunks written, for `encode_index`."""
+        return [f.write(self.encode(rows[a : a + self.rows])) for a in range(0, len(rows), self.rows)]
+
     def write(self, rows: np.ndarray) -> None:
         """The whole array in one call (small arrays: id_order, seq_offsets)."""
         with open(self.file_for_write(), "wb") as f:
-            sizes = [f.write(self.encode(rows[a : a + self.rows])) for a in range(0, len(rows), self.rows)]
-            f.write(self.encode_index(sizes))
+            f.write(self.encode_index(self.append(f, rows)))
 
     def file_for_write(self) -> Path:
         self.file.parent.mkdir(parents=True, exist_ok=True)
         return self.file
 
     # --- reading ---
+    def _pread(self, n: int, offset: int | None = None) -> tuple[bytes, int]:
+        """Up to n bytes at `offset` (None: the file's last n bytes) and the offset read from, through the
+        kept descriptor if `open()` was called, else one opened for this read."""
+        fd = self._fd
+        try:
+            if fd is None:
+                fd = os.open(self.file, os.O_RDONLY)
+            if offset is None:
+                offset = max(os.fstat(fd).st_size - n, 0)
+            return os.pread(fd, n, offset), offset
+        except FileNotFoundError:
+            raise StoreError(
+                f"{self.file}: array file missing (every array of a committed shard is written)"
+            ) from None
+        finally:
+            if fd is not None and fd != self._fd:
+                os.close(fd)
+
     def read_index(self) -> list[int]:
         """Byte offsets of the inner chunks, n + 1 of them (chunk i is bytes [o[i], o[i + 1]) of the file),
         after checking the index's crc32c and that the chunks lie back to back as the writer puts them.
@@ -302,26 +326,14 @@ class ArrayFile:
 
         if not self.n_chunks:
             return [0]
-        try:
-            with open(self.file, "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                f.seek(max(size - self.index_bytes, 0))
-                raw = f.read()
-        except FileNotFoundError:
-            raise StoreError(
-                f"{self.file}: array file missing (every array of a committed shard is written)"
-            ) from None
+        raw, start = self._pread(self.index_bytes)  # the index ends the file
         body = raw[:-4]
         if len(raw) < self.index_bytes or google_crc32c.value(body) != int.from_bytes(raw[-4:], "little"):
             raise StoreError(f"{self.file}: shard index crc32c mismatch: the file is truncated or corrupted")
         index = np.frombuffer(body, "<u8").reshape(self.n_chunks, 2).astype(np.int64)
         # Zarr marks a chunk it left out (all fill value) with 2^64 - 1 (here -1); TeacherStore writes all.
         bounds = np.concatenate([[0], np.cumsum(index[:, 1])])
-        if (
-            (index[:, 1] < 0).any()
-            or (index[:, 0] != bounds[:-1]).any()
-            or bounds[-1] != size - self.index_bytes
-        ):
+        if (index[:, 1] < 0).any() or (index[:, 0] != bounds[:-1]).any() or bounds[-1] != start:
             raise StoreError(f"{self.file}: the shard index does not describe chunks written back to back")
         return bounds.tolist()
 
@@ -336,18 +348,7 @@ class ArrayFile:
             return [], 0
         bounds = self.bounds
         lo = bounds[c0]
-        fd = self._fd
-        try:
-            if fd is None:
-                fd = os.open(self.file, os.O_RDONLY)
-            data = os.pread(fd, bounds[c1] - lo, lo)
-        except FileNotFoundError:
-            raise StoreError(
-                f"{self.file}: array file missing (every array of a committed shard is written)"
-            ) from None
-        finally:
-            if fd is not None and fd != self._fd:
-                os.close(fd)
+        data, _ = self._pread(bounds[c1] - lo, lo)
         if len(data) != bounds[c1] - lo:
             raise StoreError(
                 f"{self.file}: truncated (inner chunks {c0}-{c1 - 1} end past the end of the file)"
@@ -370,8 +371,8 @@ class ArrayFile:
         return chunks, a - c0 * self.rows
 
     def read(self, a: int, b: int) -> np.ndarray:
-        """Rows [a, b): a read-only view when they lie in one chunk (and the layout is not transposed),
-        else a new array."""
+        """Rows [a, b): a read-only view when they lie in one chunk (Fortran order for a transposed
+        layout), else a new array."""
         chunks, off = self.read_chunks(a, b)
         if self.layout.transpose:
             chunks = [c.T for c in chunks]
@@ -523,8 +524,6 @@ class ShardWriter:
     (benchmarks/results/store_cpu.md), so inner chunks are encoded here and appended to each array's file
     as they fill; the shard index goes at the end on commit."""
 
-    ROW_ARRAYS = ("positions", "topk_id_codes", "topk_logprob_deltas", "target_logprob", "target_rank")
-
     def __init__(self, store: TeacherStore, stem: str, tmp: Path, *, num_positions: int, num_sequences: int):
         zarr = _zarr()
         self.store, self.stem, self.tmp = store, stem, tmp
@@ -533,7 +532,7 @@ class ShardWriter:
         k = store.provenance.k
         self.arrays = {
             name: self._create(name, (num_positions, k) if name in ("topk_id_codes", "topk_logprob_deltas") else (num_positions,))
-            for name in self.ROW_ARRAYS
+            for name in ROW_ARRAYS
         }  # fmt: skip
         self.rows = max(a.rows for a in self.arrays.values())  # rows encoded per flush: whole chunks of each
         # One open file per array while rows stream in (closed by commit or abort); sizes of the inner
@@ -600,8 +599,7 @@ class ShardWriter:
                 "target_rank": arrays["target_rank"][:take],
             }
             for name, rows in coded.items():
-                arr, f, sizes = self.arrays[name], self.files[name], self.sizes[name]
-                sizes += [f.write(arr.encode(rows[lo : lo + arr.rows])) for lo in range(0, take, arr.rows)]
+                self.sizes[name] += self.arrays[name].append(self.files[name], rows)
         self.written += take
         self.buffered -= take
 

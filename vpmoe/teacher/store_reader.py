@@ -37,6 +37,7 @@ from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas
 from vpmoe.teacher.store import (
     ARRAYS,
     MARKER_SUFFIX,
+    ROW_ARRAYS,
     SHARDS,
     STORE_SCHEMA_VERSION,
     ArrayFile,
@@ -191,10 +192,10 @@ class _OpenShard:
     def __init__(self, group: Path) -> None:
         self.group = group
         self.files = {name: ArrayFile(group / name) for name in ARRAYS}
+        for name in ROW_ARRAYS:  # kept open for the fetches; opened first, so the index reads use them too
+            self.files[name].open()
         for f in self.files.values():
             f.bounds  # noqa: B018 -- every index read and checked now: a bad shard fails on open
-        for name in ("positions", "topk_id_codes", "topk_logprob_deltas", "target_logprob", "target_rank"):
-            self.files[name].open()
         self.offsets = self.read("seq_offsets", 0, self.files["seq_offsets"].shape[0]).astype(np.int64)
         try:
             self.id_order = IdOrder(
@@ -215,12 +216,10 @@ class _OpenShard:
         return self.files["positions"].shape[0]
 
     def topk_ids(self, a: int, b: int, dtype=np.uint32) -> np.ndarray:
-        codes = self.read("topk_id_codes", a, b)
-        if codes.size and int(codes.max()) >= PADDED_VOCAB_SIZE:
-            raise StoreError(
-                f"{self.group / 'topk_id_codes'}: a code outside the vocabulary in rows {a}-{b - 1}"
-            )
-        return self.id_order.decode(codes, dtype)
+        try:
+            return self.id_order.decode(self.read("topk_id_codes", a, b), dtype, strict=True)
+        except IdOrderError as e:
+            raise StoreError(f"{self.group / 'topk_id_codes'}: {e} in rows {a}-{b - 1}") from None
 
     def topk_logprobs(self, a: int, b: int) -> np.ndarray:
         """fp16 [b - a, k], C order. The fetched rows' deltas are gathered from the decoded inner chunks
