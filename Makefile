@@ -3,7 +3,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= runs/demo
-SAMPLE := data/sample/synth_sample.parquet
 export PYTHONUNBUFFERED := 1
 
 .PHONY: env demo test lint format bench-prepare clean-demo
@@ -11,15 +10,9 @@ export PYTHONUNBUFFERED := 1
 env:
 	@tools/setup_env.sh $(VENV)
 
-# The main job end to end on the bundled sample (CPU). Later stages are appended as they land.
+# The main job end to end on the bundled sample (CPU): each stage timed, then a summary table.
 demo: env
-	$(PY) -m pipelines.prepare input=$(SAMPLE) output=$(DEMO_DIR)/prepared prepare=debug overwrite=true
-	@test -f $(DEMO_DIR)/teacher/config.json || $(PY) -m pipelines.tiny_teacher output=$(DEMO_DIR)/teacher
-	$(PY) -m pipelines.score dataset=$(DEMO_DIR)/prepared teacher=cpu teacher.model=$(DEMO_DIR)/teacher output=$(DEMO_DIR)/store
-	$(PY) -m pipelines.report store=$(DEMO_DIR)/store dataset=$(DEMO_DIR)/prepared
-	$(PY) -m pipelines.train dataset=$(DEMO_DIR)/prepared store=$(DEMO_DIR)/store run_dir=$(DEMO_DIR)/train experiment=cpu_debug
-	$(PY) -m pipelines.evaluate checkpoint=$(DEMO_DIR)/train
-	@echo "demo outputs: prepared $(DEMO_DIR)/prepared, teacher $(DEMO_DIR)/teacher, store + report $(DEMO_DIR)/store, run $(DEMO_DIR)/train (metrics.jsonl, checkpoints)"
+	@tools/demo.sh $(PY) $(DEMO_DIR)
 
 lint: env
 	$(VENV)/bin/ruff check .

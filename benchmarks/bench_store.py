@@ -248,7 +248,7 @@ from pathlib import Path
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.teacher.engine import TeacherConfig, VllmTeacher
 from vpmoe.teacher.score import ScoreConfig, score
-cfg = TeacherConfig(model={teacher!r}, dtype="float32", gpu_memory_utilization=0.1, max_model_len=4096, enforce_eager=True)
+cfg = TeacherConfig(model={teacher!r}, dtype="float32", max_model_len=4096, kv_cache_sequences=4, enforce_eager=True)
 t0 = time.perf_counter()
 if {part!r} == "vllm":
     ds = PreparedDataset({dataset!r})

@@ -1,11 +1,12 @@
 """Evaluate a training checkpoint on the held-out split: KL to the teacher, CE, top-1 agreement per span.
 
     python -m pipelines.evaluate checkpoint=<run dir | step dir> [dataset=<dir>] [store=<dir>]
-        [device=cpu|cuda] [output=<json>]
+        [device=cpu|cuda] [output=<json>] [verbose=true]
 
 The checkpoint's provenance supplies the model, data (held-out split) and loss configs; dataset and store
 default to the ones it was trained on. Prints the metrics line and writes them as JSON (default:
-<checkpoint>/eval.json). docs/training.md.
+<checkpoint>/eval.json). Third-party messages go to <checkpoint>/logs/evaluate.log unless verbose=true.
+docs/training.md.
 """
 
 from __future__ import annotations
@@ -17,13 +18,9 @@ import socket
 import sys
 from pathlib import Path
 
-from vpmoe.data.manifest import ManifestError
-from vpmoe.teacher.store import StoreError
-from vpmoe.train.checkpoint import CheckpointError
-from vpmoe.train.evaluate import evaluate_checkpoint
-from vpmoe.train.metrics import format_eval_line
+from pipelines._console import route_console, stage_log_file
 
-KEYS = ("checkpoint", "dataset", "store", "device", "output")
+KEYS = ("checkpoint", "dataset", "store", "device", "output", "verbose")
 
 
 def parse(argv: list[str]) -> dict:
@@ -35,12 +32,22 @@ def parse(argv: list[str]) -> dict:
         args[key] = value
     if "checkpoint" not in args:
         raise SystemExit(f"missing checkpoint=<run dir | step dir>\n\n{__doc__}")
+    if args.get("verbose", "false") not in ("true", "false"):
+        raise SystemExit(f"verbose must be true or false, got {args['verbose']!r}")
     return args
 
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     args = parse(argv)
+    route_console(stage_log_file("evaluate", args["checkpoint"]), verbose=args.get("verbose") == "true")
+    # After the routing: megatron and Triton warn at import.
+    from vpmoe.data.manifest import ManifestError
+    from vpmoe.teacher.store import StoreError
+    from vpmoe.train.checkpoint import CheckpointError
+    from vpmoe.train.evaluate import evaluate_checkpoint
+    from vpmoe.train.metrics import format_eval_line
+
     if "WORLD_SIZE" not in os.environ:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

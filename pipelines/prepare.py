@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from pipelines._console import route_console, stage_log_file
 from pipelines._hydra import require, to_container
 from vpmoe.data.prepare import PrepareConfig, PrepareError, prepare, summary_lines
 from vpmoe.utils.atomic import OutputExistsError
@@ -28,6 +30,8 @@ def main(cfg: DictConfig) -> None:
         prep_cfg = PrepareConfig(**to_container(cfg, "prepare"))
     except (TypeError, ValueError) as e:
         raise SystemExit(f"invalid prepare config: {e}") from e
+    # Beside the output, not in it: the output directory is replaced whole when it commits.
+    route_console(stage_log_file("prepare", Path(output).parent), verbose=cfg.verbose)
     try:
         result = prepare(
             list(inputs) if not isinstance(inputs, str) else inputs, output, prep_cfg, overwrite=cfg.overwrite

@@ -16,6 +16,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from pipelines._console import route_console, stage_log_file
 from pipelines._hydra import require, to_container
 from vpmoe.data.manifest import ManifestError
 from vpmoe.report import ReportConfig, ReportError, run_report, write_report
@@ -30,6 +31,7 @@ def main(cfg: DictConfig) -> None:
         report_cfg = ReportConfig(**to_container(cfg, "report"))
     except (TypeError, ValueError) as e:
         raise SystemExit(f"invalid config: {e}") from e
+    route_console(stage_log_file("report", store), verbose=cfg.verbose)
     try:
         report = run_report(dataset, store, report_cfg)
         out = write_report(report, cfg.output if cfg.output is not None else report.store / "report")

@@ -14,10 +14,12 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from pipelines._console import route_console, stage_log_file
 from pipelines._hydra import require, to_container
 from vpmoe.data.manifest import ManifestError
 from vpmoe.teacher.convert import FormatError
 from vpmoe.teacher.engine import TeacherConfig, TeacherError
+from vpmoe.teacher.memory import TeacherMemoryError
 from vpmoe.teacher.score import ScoreConfig, score, summary_lines
 from vpmoe.teacher.store import StoreError
 
@@ -33,9 +35,11 @@ def main(cfg: DictConfig) -> None:
         score_cfg = ScoreConfig(**to_container(cfg, "score"))
     except (TypeError, ValueError) as e:
         raise SystemExit(f"invalid config: {e}") from e
+    # vLLM's INFO lines, notices and C++ messages go to <output>/logs/ (pipelines/_console.py).
+    route_console(stage_log_file(f"score-worker{score_cfg.worker}", output), verbose=cfg.verbose)
     try:
         result = score(dataset, output, teacher, score_cfg)
-    except (ManifestError, TeacherError, StoreError, FormatError) as e:
+    except (ManifestError, TeacherError, TeacherMemoryError, StoreError, FormatError) as e:
         log.error("%s", e)
         sys.exit(1)
     for line in summary_lines(result):

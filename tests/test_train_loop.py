@@ -73,6 +73,15 @@ def evals(run_dir: Path) -> list[tuple]:
     return [(r["step"], r["kl"], r["ce"], r["top1"]) for r in read_metrics(run_dir / "metrics.jsonl", "eval")]
 
 
+def tensorboard_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of one scalar as TensorBoard's own reader sees the run dir (purged steps dropped)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
 def assert_same_curve(a: list[tuple], b: list[tuple]) -> None:
     assert [x[0] for x in a] == [x[0] for x in b]
     for ra, rb in zip(a, b, strict=True):
@@ -100,6 +109,10 @@ def test_loss_falls_and_outputs(reference_run):
         assert r["loss"] == pytest.approx(r["loss_reasoning"] + r["loss_final"] + r["aux_loss"], rel=1e-6)
     assert result["eval"]["step"] == STEPS
     assert json.loads((run_dir / "eval.json").read_text())["kl"] == result["eval"]["kl"]
+    # TensorBoard event files beside metrics.jsonl carry the same scalars
+    for kind, tag in (("train", "kl"), ("train", "loss"), ("eval", "kl"), ("eval", "top1")):
+        want = [(r["step"], r[tag]) for r in read_metrics(run_dir / "metrics.jsonl", kind)]
+        assert tensorboard_scalars(run_dir, f"{kind}/{tag}") == pytest.approx(want, rel=1e-6), (kind, tag)
     # checkpoints: keep_last=1 leaves only the newest, complete, with provenance
     done = complete_checkpoints(run_dir / "checkpoints")
     assert [s for s, _ in done] == [STEPS]
@@ -148,8 +161,17 @@ def test_sigkill_and_rerun_reproduces_the_curve(reference_run, tmp_path, small_d
     assert killed_at < STEPS, "killed too late to test anything"
     res = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "resumed from" in res.stdout + res.stderr
+    console = res.stdout + res.stderr
+    assert "resumed from" in console
     assert_same_curve(curve(tmp_path), curve(ref_dir))
+    # TensorBoard drops what the killed run wrote past its checkpoint: each step once, the resumed values
+    tb = tensorboard_scalars(tmp_path, "train/kl")
+    assert tb == pytest.approx([(c[0], c[2]) for c in curve(ref_dir)], rel=1e-6)
+    # The console is ours: step lines, not megatron's or torch's warnings (those are in the run's log file)
+    assert f"step {STEPS}/{STEPS} | loss" in console
+    for noise in ("UserWarning", "FutureWarning", "DeprecationWarning", "Traceback"):
+        assert noise not in console, (noise, console[-3000:])
+    assert (tmp_path / "logs" / "train.log").is_file()
 
 
 def test_non_finite_step_stops_the_run_before_the_update(tmp_path, small_dataset, scored_store, monkeypatch):

@@ -35,15 +35,18 @@ from pathlib import Path
 import numpy as np
 
 from vpmoe.teacher.convert import PromptLogprobArrays
+from vpmoe.teacher.memory import (
+    PROMPT_LOGPROB_BYTES_PER_TOKEN_PER_VOCAB,
+    TeacherMemoryError,
+    check_cpu_fits,
+    host_available_bytes,
+    plan_memory,
+)
 from vpmoe.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-# vLLM V1's `_get_prompt_logprobs_dict` builds a [tokens, vocab] fp32 log-softmax (plus temporaries)
-# that its memory profiler never reserves: ~1.15 GiB per 1024 scheduled tokens at vocab 201088
-# (platform notes), i.e. about 6 bytes x vocab per scheduled token.
-PROMPT_LOGPROB_BYTES_PER_TOKEN_PER_VOCAB = 6.0
 CPU_MAX_BATCHED_TOKENS = 512  # measured on CPU: keeps peak RSS near 3 GB at vocab 201088
 
 
@@ -60,6 +63,11 @@ class TeacherConfig:
     gpu_memory_utilization: float = 0.85
     max_model_len: int = 8192
     max_num_batched_tokens: int | None = None  # None: derived from free memory (logged)
+    # An absolute KV cache: room for this many concurrent sequences of max_model_len tokens, passed to vLLM
+    # as kv_cache_memory_bytes. Required on CPU, where vLLM would otherwise budget gpu_memory_utilization x
+    # the NUMA node's MemTotal, a figure that starts small on machines that receive memory as it is first
+    # used (platform notes). None (GPU): vLLM sizes the cache from gpu_memory_utilization after profiling.
+    kv_cache_sequences: int | None = None
     enforce_eager: bool = False
     seed: int = 0
 
@@ -78,6 +86,8 @@ class TeacherConfig:
             raise ValueError("teacher.max_model_len must be >= 16")
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < 16:
             raise ValueError("teacher.max_num_batched_tokens must be >= 16 (or null for automatic)")
+        if self.kv_cache_sequences is not None and self.kv_cache_sequences < 1:
+            raise ValueError("teacher.kv_cache_sequences must be >= 1 (or null: vLLM sizes it, GPU only)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,25 +251,55 @@ class VllmTeacher:
     def __init__(self, cfg: TeacherConfig, vocab_size: int) -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: 3 s start, not 17
         install_prompt_logprob_capture()  # before any request; raises if vLLM's internals moved
+        import torch
         from vllm import LLM, SamplingParams
 
         self.cfg = cfg
         self.max_num_batched_tokens, self.batching_reason = derive_max_num_batched_tokens(cfg, vocab_size)
         log.info("teacher: max_num_batched_tokens=%d (%s)", self.max_num_batched_tokens, self.batching_reason)
-        self.llm = LLM(
-            model=cfg.model,
-            skip_tokenizer_init=True,
+        model_dir = Path(cfg.model)
+        on_cuda = torch.cuda.is_available()
+        self.memory = plan_memory(
+            model_config=json.loads((model_dir / "config.json").read_text()),
             dtype=cfg.dtype,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            weights_bytes_stored=sum(w.stat().st_size for w in model_dir.glob("*.safetensors")),
             max_model_len=cfg.max_model_len,
+            kv_cache_sequences=cfg.kv_cache_sequences,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
             max_num_batched_tokens=self.max_num_batched_tokens,
-            max_logprobs=cfg.k,
-            logprobs_mode="raw_logprobs",
-            enforce_eager=cfg.enforce_eager,
-            seed=cfg.seed,
-            enable_prefix_caching=False,  # prompt-logprob requests skip it anyway
+            vocab_size=vocab_size,
+            on_cuda=on_cuda,
         )
+        log.info("teacher: KV cache %s", self.memory.kv_cache_source)
+        if not on_cuda:
+            check_cpu_fits(self.memory, host_available_bytes())
+        try:
+            self.llm = LLM(
+                model=cfg.model,
+                skip_tokenizer_init=True,
+                dtype=cfg.dtype,
+                tensor_parallel_size=cfg.tensor_parallel_size,
+                gpu_memory_utilization=cfg.gpu_memory_utilization,
+                kv_cache_memory_bytes=self.memory.kv_cache_bytes,
+                max_model_len=cfg.max_model_len,
+                max_num_batched_tokens=self.max_num_batched_tokens,
+                max_logprobs=cfg.k,
+                logprobs_mode="raw_logprobs",
+                enforce_eager=cfg.enforce_eager,
+                seed=cfg.seed,
+                enable_prefix_caching=False,  # prompt-logprob requests skip it anyway
+                use_tqdm_on_load=False,  # the scorer's own progress bar is the one shown
+            )
+        except ValueError as e:
+            # vLLM's memory refusals ("Available memory on node ...", "KV cache is needed, which is larger
+            # than the available KV cache memory") as one error naming our keys, not its traceback.
+            if "memory" not in str(e).lower():
+                raise
+            raise TeacherMemoryError(
+                f"vLLM refused to start the teacher: {e} -- KV cache {self.memory.kv_cache_source}. "
+                "Change teacher.kv_cache_sequences or teacher.max_model_len (CPU), "
+                "teacher.gpu_memory_utilization (GPU), or teacher.max_num_batched_tokens"
+            ) from None
         self.sampling = SamplingParams(
             max_tokens=1, prompt_logprobs=cfg.k, flat_logprobs=True, detokenize=False
         )
@@ -273,4 +313,8 @@ class VllmTeacher:
         return [captured_arrays(o.prompt_logprobs, self.cfg.k) for o in outs]
 
     def settings(self) -> dict:
-        return {**asdict(self.cfg), "max_num_batched_tokens": self.max_num_batched_tokens}
+        return {
+            **asdict(self.cfg),
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "kv_cache_memory_bytes": self.memory.kv_cache_bytes,
+        }

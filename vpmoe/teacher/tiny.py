@@ -84,10 +84,13 @@ def build_tiny_teacher(cfg: TinyTeacherConfig):
 
 def save_tiny_teacher(cfg: TinyTeacherConfig, output: str | Path) -> Path:
     """Build and save for vLLM (`save_pretrained`, safetensors, no tokenizer files)."""
+    from transformers.utils import logging as hf_logging
+
     from vpmoe.utils.atomic import atomic_directory
 
     output = Path(output)
     model = build_tiny_teacher(cfg)
+    hf_logging.disable_progress_bar()  # a one-file save; its bar would only clutter the stage's output
     with atomic_directory(output, overwrite=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
     return output

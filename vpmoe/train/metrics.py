@@ -63,10 +63,26 @@ def format_eval_line(m: dict) -> str:
 
 
 class MetricsLog:
-    """Appends JSON records to <run_dir>/metrics.jsonl (rank 0 only), one per line, flushed each time."""
+    """Appends JSON records to <run_dir>/metrics.jsonl (rank 0 only), one per line, flushed each time.
 
-    def __init__(self, path: str | Path, *, resume_step: int) -> None:
+    With `tensorboard=True` the same numbers also go to TensorBoard event files in the same directory, as
+    `<kind>/<key>` scalars at the record's step (the viewer Megatron and torchtitan users already use:
+    `tensorboard --logdir <run dir or sweep dir>` shows a run, or a sweep's jobs side by side)."""
+
+    def __init__(self, path: str | Path, *, resume_step: int, tensorboard: bool = False) -> None:
         self.path = Path(path)
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise ImportError(
+                    f"train.tensorboard=true needs the tensorboard package ({e}); install it "
+                    "(deps/versions.txt pins it) or set train.tensorboard=false"
+                ) from None
+            # purge_step: the viewer drops events a killed run wrote past its last checkpoint, as the
+            # jsonl drops those records below.
+            self._tb = SummaryWriter(str(self.path.parent), purge_step=resume_step + 1 if resume_step else None)
         if self.path.exists():
             # Records past the step we resume from belong to a run that was killed after its last
             # checkpoint: that history is gone, and the resumed run writes those steps again.
@@ -81,9 +97,17 @@ class MetricsLog:
     def write(self, record: dict) -> None:
         self._f.write(json.dumps(record, allow_nan=True) + "\n")
         self._f.flush()
+        if self._tb is not None:
+            kind, step = record.get("kind", "train"), record["step"]
+            for key, value in record.items():
+                if key not in ("kind", "step") and isinstance(value, int | float) and not isinstance(value, bool):
+                    self._tb.add_scalar(f"{kind}/{key}", value, step)
+            self._tb.flush()
 
     def close(self) -> None:
         self._f.close()
+        if self._tb is not None:
+            self._tb.close()
 
 
 def read_metrics(path: str | Path, kind: str | None = None) -> list[dict]:

@@ -75,6 +75,7 @@ class TrainConfig:
     device: str = "cpu"  # cpu (gloo) | cuda (NCCL; one GPU per process, LOCAL_RANK)
     seed: int = 1234  # model initialization and the process RNGs
     peak_tflops: float = H100_BF16_PEAK_TFLOPS  # per GPU, the MFU denominator (GPU only)
+    tensorboard: bool = True  # event files beside metrics.jsonl (rank 0), the same scalars
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:
@@ -187,7 +188,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.clean_debris(root)
             (self.run_dir / "provenance.json").write_text(json.dumps(self.provenance, indent=2) + "\n")
-            self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", resume_step=self.step)
+            self.metrics = MetricsLog(
+                self.run_dir / "metrics.jsonl", resume_step=self.step, tensorboard=spec.train.tensorboard
+            )
         builder = MicroBatchBuilder(spec.dataset, self.reader.root, self.index, self.reader.k)
         self.loader = TrainLoader(
             builder,
