@@ -22,13 +22,22 @@ Maths (docs/distillation_mechanics.md is the long form; notation per token t, dr
 So the gradient of a row is (scalar) x softmax (one or two softmaxes when tau != 1 and CE is on) plus a
 (k+1)-sparse correction: the shape the kernels exploit.
 
-Execution (both impls share everything except the two row passes over a logits chunk):
-  for each chunk of rows (so that a [rows, V_local] logits chunk is about _CHUNK_BYTES):
-    1. logits = h_c @ W^T into one reused buffer (cuBLAS on GPU; input dtype, like Megatron's own head).
+Execution (both impls share everything except the two row passes and the per-row maths):
+  0. Only supervised rows enter: rows with label -100 (prompts, padding) are gathered out before any GEMM
+     and their outputs are zero (per-token outputs 0 / False, grad_hidden rows exactly 0), scattered back
+     to [T]. The head's three GEMMs then cost the supervised share of T, not T, and an ignored row can
+     never reach the gradient (its dense gradient used to be 0 x exp(z - 0): NaN once a logit of that row
+     passed ~88.7 in fp32). The index of the R supervised rows sizes the GEMMs, so the host must know R:
+     pass ``supervised_rows`` built on the host (vpmoe/train/loss.py head_loss does, from the batch's CPU
+     labels) and the call has no host sync; without it the head runs torch.nonzero on ``labels``, which
+     on CUDA waits for the device once per call.
+  for each chunk of supervised rows (so that a [rows, V_local] logits chunk is about _CHUNK_BYTES):
+    1. logits = h_c @ W^T into one reused buffer, h_c = hidden[rows of the chunk] (cuBLAS on GPU; input
+       dtype, like Megatron's own head).
     2. row pass 1: max and sum-exp (at 1 and at tau) per row; gather teacher and label logits.
        Vocab-parallel: all-reduce (max, then rescaled sums and gathered logits) over the group.
-    3. per-row maths in float64 on [rows, k] tensors: losses, diagnostics, coefficients (_row_terms in
-       torch; one Triton program per row for impl="triton", the same formulas).
+    3. per-row maths in float64 on [rows, k] tensors: losses, diagnostics, coefficients (row_terms of
+       kernels/sparse_kl_torch.py; one Triton program per row for impl="triton", the same formulas).
     4. row pass 2 (in place): logits -> dense gradient  c1 q_j + ct q^tau_j; then the k+1 sparse
        entries are overwritten with their full value (one rounding, no atomics).
     5. grad_h[c] = G @ W (fp32 out), grad_W += G^T @ h_c (fp32 accumulator: a [V, H] fp32 buffer of the
@@ -37,7 +46,7 @@ Execution (both impls share everything except the two row passes over a logits c
   costs 3 GEMMs; recomputing logits in backward would cost a 4th (1.33x the 3-GEMM floor, over the 1.25x
   target). The price: only the scalar ``loss`` is differentiable (its grad_output scales the saved
   gradients in backward); per-token outputs are returned detached, so autograd through them is an error,
-  not a silent zero.
+  not a silent zero. Inputs are never written (kernels/sparse_kl_checks.py checks ids on the device).
 
 Gradient-accumulation fusion (``main_grad=``, what Megatron's own linear layers do with
 ``gradient_accumulation_fusion``): the fp32 grad_W accumulator alone is 4 V H bytes (2.16 GiB at
@@ -55,7 +64,6 @@ gradient would be skipped by DDP once the flag is set).
 from __future__ import annotations
 
 import math
-import os
 import warnings
 import weakref
 from typing import NamedTuple
@@ -63,22 +71,21 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-IGNORE_INDEX = -100
+from kernels.sparse_kl_checks import IGNORE_INDEX, check_args
+from kernels.sparse_kl_checks import validate_ids as _validate_ids  # a module global: tests may patch it
+from kernels.sparse_kl_torch import Q_TAIL_FLOOR
+from kernels.sparse_kl_torch import dense_grad_ as _dense_grad_torch_
+from kernels.sparse_kl_torch import row_stats as _stats_torch
+from kernels.sparse_kl_torch import row_terms as _row_terms
 
-# Floor on the student's tempered tail mass q_tail. q_tail = 1 - sum_I q_i is computed from the row's
-# sum-exp S, an fp32 sum over ~2e5 terms in the kernels whose relative error is ~1e-7..1e-6; so q_tail
-# below ~1e-6 is rounding noise (it can even come out <= 0). Clamping keeps log q_tail finite and bounds
-# the gradient ratio r = p_tail / q_tail by p_tail / 2^-20. The clamped value is used in both the loss and
-# the gradient formula, so the gradient still pushes the tail up when the teacher has tail mass (the exact
-# derivative of the clamped loss would be zero there and push the tail down: wrong direction).
-Q_TAIL_FLOOR = 2.0**-20
+__all__ = ["IGNORE_INDEX", "Q_TAIL_FLOOR", "SparseKLResult", "sparse_kl"]
 
 # Bytes of one logits chunk [rows, V_local] (reused buffer). 1600 MiB: 4096 rows at V=201088 in bf16.
 # Larger chunks mean fewer read-modify-write passes of the fp32 grad_W accumulator (each pass moves
 # 2 x 4 x V x H bytes inside the GEMM epilogue); smaller ones mean less memory. Measured on an H100
 # (H = 2880, k = 64, peaked, grad_W into main_grad; floor/ours pairs): 800 MiB 1.25-1.27x the 3-GEMM floor
 # at 0.78 GiB extra, 1600 MiB 1.18-1.19x at 1.55 GiB, 2400 MiB 1.16-1.20x at 2.32 GiB
-# (benchmarks/results/sparse_kl_h100.md). Tests shrink it.
+# (benchmarks/results/sparse_kl_h100.md). Tests shrink it. Chunks count supervised rows only.
 _CHUNK_BYTES = 1600 * 2**20
 
 _GROUPS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -111,6 +118,7 @@ def sparse_kl(
     process_group=None,
     main_grad: Tensor | None = None,
     main_grad_scale: float = 1.0,
+    supervised_rows: Tensor | None = None,
 ) -> SparseKLResult:
     """Sparse-teacher KL (+ optional CE) of the LM head ``hidden @ weight.T`` without [T, V] logits.
 
@@ -124,70 +132,36 @@ def sparse_kl(
     main_grad: fp32 [V_local, H] (Megatron's ``weight.main_grad``): d loss / d weight x main_grad_scale is
     added into it during this call instead of going to weight.grad, and ``loss`` must then be
     backpropagated with grad_output == main_grad_scale (module docstring: gradient-accumulation fusion).
+    supervised_rows: int64 [R], the sorted indices of the rows with label != -100, on the inputs' device,
+    built on the host where the labels are known before they reach the GPU (head_loss does). It sizes the
+    GEMMs without a host sync; checked against labels on the device. None: computed here from labels
+    (torch.nonzero: one host sync per call when labels live on CUDA). Rows not in it are skipped entirely.
     """
-    if impl not in ("triton", "torch"):
-        raise ValueError(f"impl must be 'triton' or 'torch', got {impl!r}")
-    if tail not in ("bucket", "renorm"):
-        raise ValueError(f"tail must be 'bucket' or 'renorm', got {tail!r}")
-    if not (temperature > 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
-    if not (ce_weight >= 0 and math.isfinite(ce_weight)):
-        raise ValueError(f"ce_weight must be >= 0, got {ce_weight}")
-    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
-        raise ValueError(
-            f"hidden [T, H] and weight [V, H] expected, got {tuple(hidden.shape)}, {tuple(weight.shape)}"
-        )
+    check_args(
+        hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, supervised_rows, impl=impl,
+        tail=tail, temperature=temperature, ce_weight=ce_weight, main_grad=main_grad,
+        main_grad_scale=main_grad_scale,
+    )  # fmt: skip
     T = hidden.shape[0]
-    if teacher_ids.dim() != 2 or teacher_ids.shape[0] != T or teacher_logprobs.shape != teacher_ids.shape:
-        raise ValueError(
-            f"teacher_ids and teacher_logprobs must both be [T={T}, k], got "
-            f"{tuple(teacher_ids.shape)} and {tuple(teacher_logprobs.shape)}"
-        )
-    if labels.shape != (T,):
-        raise ValueError(f"labels must be [T={T}], got {tuple(labels.shape)}")
-    if teacher_ids.dtype.is_floating_point or labels.dtype.is_floating_point:
-        raise ValueError("teacher_ids and labels must be integer tensors")
-    if hidden.dtype != weight.dtype:
-        raise ValueError(f"hidden and weight dtypes differ: {hidden.dtype} vs {weight.dtype}")
-    devs = {t.device for t in (hidden, weight, teacher_ids, teacher_logprobs, labels)}
-    if token_weights is not None:
-        if token_weights.shape != (T,):
-            raise ValueError(f"token_weights must be [T={T}], got {tuple(token_weights.shape)}")
-        devs.add(token_weights.device)
-    if len(devs) != 1:
-        raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devs))}")
-    if main_grad is not None:
-        if (
-            main_grad.shape != weight.shape
-            or main_grad.dtype != torch.float32
-            or main_grad.device != weight.device
-        ):
-            raise ValueError(
-                f"main_grad must be fp32 {tuple(weight.shape)} on {weight.device} like weight, got "
-                f"{main_grad.dtype} {tuple(main_grad.shape)} on {main_grad.device}"
-            )
-        if weight.dtype == torch.float64:
-            raise ValueError("main_grad (an fp32 accumulator) is for bf16/fp32 weights, not fp64")
-        if not (math.isfinite(main_grad_scale) and main_grad_scale != 0):
-            raise ValueError(f"main_grad_scale must be finite and nonzero, got {main_grad_scale}")
-    if impl == "triton":
-        _check_triton_usable(hidden.device)
-
     group_name = ""
     if process_group is not None:
         group_name = process_group.group_name
         _GROUPS[group_name] = process_group
     elif vocab_start != 0:
         raise ValueError("vocab_start != 0 needs the process_group that holds the other vocab shards")
-    _validate_ids(teacher_ids, labels, weight.shape[0], vocab_start, process_group, teacher_logprobs)
+    _validate_ids(teacher_ids, labels, weight.shape[0], process_group, teacher_logprobs, supervised_rows)
+    if supervised_rows is None:
+        # R sizes the GEMMs, so the host must learn it: from a CUDA tensor this waits for the device (the
+        # call's one host sync). The trainer passes the index instead (head_loss: from host labels).
+        supervised_rows = torch.nonzero(labels != IGNORE_INDEX).squeeze(1)
 
     if token_weights is None:
         token_weights = torch.ones(T, dtype=torch.float32, device=hidden.device)
     need_gh = torch.is_grad_enabled() and hidden.requires_grad
     need_gw = torch.is_grad_enabled() and weight.requires_grad
     args = (
-        hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, impl, tail == "bucket",
-        float(temperature), float(ce_weight), int(vocab_start), group_name, need_gh, need_gw,
+        hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, supervised_rows, impl,
+        tail == "bucket", float(temperature), float(ce_weight), int(vocab_start), group_name, need_gh, need_gw,
     )  # fmt: skip
     if main_grad is not None and need_gw:
         out = _IntoMainGrad.apply(*args, main_grad, float(main_grad_scale))
@@ -195,212 +169,6 @@ def sparse_kl(
         out = torch.ops.vpmoe.sparse_kl(*args)
     loss, kl, ce, tmass, smass, agree = out[:6]
     return SparseKLResult(loss, kl.detach(), ce.detach(), tmass.detach(), smass.detach(), agree.detach())
-
-
-def _check_triton_usable(device: torch.device) -> None:
-    """impl='triton' never falls back to torch: say exactly why it cannot run here."""
-    interpret = os.environ.get("TRITON_INTERPRET") == "1"
-    if device.type != "cuda" and not interpret:
-        raise RuntimeError(
-            f"impl='triton' needs CUDA tensors (got {device}); on CPU use impl='torch', or set "
-            "TRITON_INTERPRET=1 before importing triton to run the kernels in the (slow) interpreter"
-        )
-    try:
-        import triton  # noqa: F401
-    except ImportError as e:
-        raise RuntimeError(f"impl='triton' needs the triton package: {e}") from e
-
-
-def _validate_ids(
-    teacher_ids: Tensor,
-    labels: Tensor,
-    v_local: int,
-    vocab_start: int,
-    group,
-    teacher_logprobs: Tensor | None = None,
-) -> None:
-    """Fail loudly on out-of-range ids and non-finite teacher log-probs of supervised rows (one host sync
-    per call). A NaN log-prob would otherwise vanish from the loss (p log p is masked where p = 0) yet
-    poison the gradient."""
-    v_total = v_local
-    if group is not None:
-        import torch.distributed as dist
-
-        n = torch.tensor([v_local], dtype=torch.int64, device=labels.device)
-        dist.all_reduce(n, group=group)
-        v_total = int(n.item())
-    valid = labels != IGNORE_INDEX
-    bad_ids = ((teacher_ids < 0) | (teacher_ids >= v_total)) & valid[:, None]
-    bad_lab = ((labels < 0) | (labels >= v_total)) & valid
-    bad_lp = (
-        (~torch.isfinite(teacher_logprobs) & valid[:, None]) if teacher_logprobs is not None else bad_lab[:0]
-    )
-    counts = torch.stack([bad_ids.sum(), bad_lab.sum(), bad_lp.sum()]).tolist()
-    if counts[2]:
-        raise ValueError(f"{counts[2]} teacher log-probs of supervised rows are not finite (NaN or inf)")
-    if counts[0] or counts[1]:
-        raise ValueError(
-            f"{counts[0]} teacher ids and {counts[1]} labels of supervised rows are outside [0, {v_total}) "
-            "(ignored rows must carry label -100)"
-        )
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Per-row maths (float64 on [rows, k] tensors; shared by both impls)
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _log1mexp(x: Tensor) -> Tensor:
-    """log(1 - exp(x)) for x <= 0, accurate at both ends (Maechler 2012, "Accurately computing
-    log(1 - exp(-|a|))"): log(-expm1(x)) for x > -ln 2, log1p(-exp(x)) below. x >= 0 gives -inf."""
-    x = x.clamp(max=0.0)
-    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
-
-
-def _plogratio(p: Tensor, logp: Tensor, logq: Tensor) -> Tensor:
-    """p (log p - log q) with 0 log 0 = 0 (where() so -inf and NaN in dead lanes do not leak)."""
-    return torch.where(p > 0, p * (logp - logq), torch.zeros_like(p))
-
-
-class _RowTerms(NamedTuple):
-    kl: Tensor
-    ce: Tensor
-    tmass: Tensor
-    smass: Tensor
-    agree: Tensor
-    lse1: Tensor  # logsumexp(z)
-    lset: Tensor  # logsumexp(z / tau) (only meaningful when the dense tau term is used)
-    c1: Tensor  # dense coefficient on q = softmax(z)
-    ct: Tensor  # dense coefficient on q^tau = softmax(z / tau)
-    val_ids: Tensor  # [rows, k] full gradient value at the teacher ids
-    val_lab: Tensor  # [rows] full gradient value at the label
-
-
-def _row_terms(
-    z_ids: Tensor,
-    z_lab: Tensor,
-    m: Tensor,
-    s1: Tensor,
-    st: Tensor | None,
-    teacher_ids: Tensor,
-    teacher_lp: Tensor,
-    labels: Tensor,
-    w: Tensor,
-    *,
-    bucket: bool,
-    tau: float,
-    ce_weight: float,
-    tau_dense: bool,
-) -> _RowTerms:
-    f64 = torch.float64
-    z_ids, z_lab, m, s1 = z_ids.to(f64), z_lab.to(f64), m.to(f64), s1.to(f64)
-    lp = teacher_lp.to(f64)
-    valid = labels != IGNORE_INDEX
-    w = torch.where(valid, w.to(f64), torch.zeros_like(m))
-    lse1 = m + torch.log(s1)
-    logq1_ids = z_ids - lse1[:, None]
-    q1_ids = torch.exp(logq1_ids)
-    q1_lab = torch.exp(z_lab - lse1)
-    ce = lse1 - z_lab
-
-    if bucket:
-        # Student tempered log-probs at the teacher ids; its tail in log space.
-        lset = m / tau + torch.log(st.to(f64)) if st is not None else lse1
-        logqt_ids = z_ids / tau - lset[:, None]
-        logqt_tail = _log1mexp(torch.logsumexp(logqt_ids, dim=-1)).clamp(min=math.log(Q_TAIL_FLOOR))
-        # Teacher: tail from its own top-k (log1mexp of logsumexp: no 1 - sum cancellation), then
-        # tempering of the (k+1)-way coarse distribution.
-        lp_tail = _log1mexp(torch.logsumexp(lp, dim=-1))
-        a = torch.cat([lp, lp_tail[:, None]], dim=-1) / tau
-        logp = a - torch.logsumexp(a, dim=-1, keepdim=True)
-        logp_ids, logp_tail = logp[:, :-1], logp[:, -1]
-        p_ids, p_tail = torch.exp(logp_ids), torch.exp(logp_tail)
-        kl = _plogratio(p_ids, logp_ids, logqt_ids).sum(-1) + _plogratio(p_tail, logp_tail, logqt_tail)
-        r = p_tail / torch.exp(logqt_tail)
-        qt_ids = torch.exp(logqt_ids)
-        a_dense = tau * (1.0 - r)  # on q^tau, every j
-        corr_ids = tau * (r[:, None] * qt_ids - p_ids)  # extra at j in I
-    else:
-        lset = lse1
-        logp_ids = torch.log_softmax(lp / tau, dim=-1)
-        logqh_ids = torch.log_softmax(z_ids / tau, dim=-1)
-        p_ids = torch.exp(logp_ids)
-        kl = _plogratio(p_ids, logp_ids, logqh_ids).sum(-1)
-        a_dense = torch.zeros_like(m)
-        corr_ids = tau * (torch.exp(logqh_ids) - p_ids)
-    kl = kl * tau**2
-
-    # Dense coefficients (times the token weight). With tau == 1 both softmaxes are q: fold into c1.
-    if tau_dense:
-        c1 = w * ce_weight
-        ct = w * a_dense
-        dense_ids = c1[:, None] * q1_ids + ct[:, None] * torch.exp(z_ids / tau - lset[:, None])
-        dense_lab = c1 * q1_lab + ct * torch.exp(z_lab / tau - lset)
-    else:
-        c1 = w * (ce_weight + a_dense)
-        ct = torch.zeros_like(c1)
-        dense_ids = c1[:, None] * q1_ids
-        dense_lab = c1 * q1_lab
-    is_lab = teacher_ids == labels[:, None]
-    corr_ids = w[:, None] * corr_ids
-    val_ids = dense_ids + corr_ids - (w * ce_weight)[:, None] * is_lab
-    # The label may be one of the teacher ids: then both positions get the same (complete) value.
-    val_lab = dense_lab - w * ce_weight + (corr_ids * is_lab).sum(-1)
-
-    top1 = teacher_lp.argmax(dim=-1, keepdim=True)
-    agree = z_ids.gather(1, top1).squeeze(1) >= m
-    zero = torch.zeros_like(m)
-    v2 = valid[:, None]
-    return _RowTerms(
-        kl=torch.where(valid, kl, zero),
-        ce=torch.where(valid, ce, zero),
-        tmass=torch.where(valid, torch.exp(lp).sum(-1), zero),
-        smass=torch.where(valid, q1_ids.sum(-1), zero),
-        agree=agree & valid,
-        lse1=torch.where(valid, lse1, zero),
-        lset=torch.where(valid, lset, zero),
-        c1=torch.where(valid, c1, zero),
-        ct=torch.where(valid, ct, zero),
-        val_ids=torch.where(v2, val_ids, torch.zeros_like(val_ids)),
-        val_lab=torch.where(valid, val_lab, zero),
-    )
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Row passes: torch reference (vocab slices of fp32, never the [T, V] logits)
-# ----------------------------------------------------------------------------------------------------------
-
-_TORCH_VOCAB_SLICE = 16384
-
-
-def _stats_torch(z: Tensor, inv_tau: float, need_tau: bool):
-    n, v = z.shape
-    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
-    m = torch.full((n,), -math.inf, dtype=acc, device=z.device)
-    for v0 in range(0, v, _TORCH_VOCAB_SLICE):
-        m = torch.maximum(m, z[:, v0 : v0 + _TORCH_VOCAB_SLICE].to(acc).amax(dim=1))
-    s1 = torch.zeros_like(m)
-    st = torch.zeros_like(m) if need_tau else None
-    for v0 in range(0, v, _TORCH_VOCAB_SLICE):
-        d = z[:, v0 : v0 + _TORCH_VOCAB_SLICE].to(acc) - m[:, None]
-        s1 += torch.exp(d).sum(dim=1)
-        if need_tau:
-            st += torch.exp(d * inv_tau).sum(dim=1)
-    return m, s1, st
-
-
-def _dense_grad_torch_(
-    z: Tensor, lse1: Tensor, c1: Tensor, lset: Tensor, ct: Tensor, inv_tau: float, tau_dense: bool
-):
-    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
-    lse1, c1, lset, ct = (t.to(acc)[:, None] for t in (lse1, c1, lset, ct))
-    for v0 in range(0, z.shape[1], _TORCH_VOCAB_SLICE):
-        zs = z[:, v0 : v0 + _TORCH_VOCAB_SLICE]
-        zf = zs.to(acc)
-        g = c1 * torch.exp(zf - lse1)
-        if tau_dense:
-            g += ct * torch.exp(zf * inv_tau - lset)
-        zs.copy_(g)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -443,11 +211,16 @@ def _acc_mm_(acc: Tensor, a: Tensor, b: Tensor, first: bool, alpha: float = 1.0)
 _MIXED_ADDMM_OK = [True]  # flipped (with a warning) if this torch lacks addmm(out_dtype=...) on CUDA
 
 
-def _chunk_rows(T: int, v_local: int, itemsize: int) -> int:
+def _chunk_rows(n_rows: int, v_local: int, itemsize: int) -> int:
     rows = max(1, _CHUNK_BYTES // max(1, v_local * itemsize))
     if rows >= 128:
         rows = rows // 128 * 128  # GEMM-friendly
-    return max(1, min(T, rows))
+    return max(1, min(n_rows, rows))
+
+
+def _to_all_rows(x: Tensor, rows: Tensor, T: int) -> Tensor:
+    """[R] values of the supervised rows -> [T], zero (False) on the ignored rows."""
+    return torch.zeros(T, dtype=x.dtype, device=x.device).index_copy_(0, rows, x)
 
 
 def _sparse_kl_impl(
@@ -457,6 +230,7 @@ def _sparse_kl_impl(
     teacher_logprobs: Tensor,
     labels: Tensor,
     token_weights: Tensor,
+    rows: Tensor,
     impl: str,
     tail_bucket: bool,
     temperature: float,
@@ -469,11 +243,13 @@ def _sparse_kl_impl(
     main_grad_scale: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The body of the custom op ``vpmoe::sparse_kl`` (writes only into ``main_grad``, when given).
-    Returns (loss, kl, ce, teacher_topk_mass, student_mass_on_teacher_ids, top1_agree, grad_hidden,
-    grad_weight); the last two are d loss / d input in fp32 (fp64 for fp64 inputs), empty when not needed
-    or (grad_weight) when it went into main_grad."""
+    Returns (loss, kl, ce, teacher_topk_mass, student_mass_on_teacher_ids, top1_agree, grad_hidden_rows,
+    grad_weight): per-token outputs [T]; grad_hidden_rows = d loss / d hidden[rows] [R, H] (backward
+    scatters it to [T, H]) and grad_weight, in fp32 (fp64 for fp64 inputs), empty when not needed or
+    (grad_weight) when it went into main_grad."""
     dev = hidden.device
     T, H = hidden.shape
+    R = rows.shape[0]
     v_local = weight.shape[0]
     group = _GROUPS.get(group_name) if group_name else None
     if group_name and group is None:
@@ -487,39 +263,42 @@ def _sparse_kl_impl(
     if impl == "triton":
         from kernels import sparse_kl_triton as tk
 
-    kl = torch.zeros(T, dtype=acc_dtype, device=dev)
+    # Step 0 (module docstring): the small per-row inputs of the supervised rows, gathered once ([R, k]);
+    # hidden is gathered chunk by chunk. Everything below works on the R supervised rows only.
+    ids_r = teacher_ids.index_select(0, rows).long()
+    lp_r = teacher_logprobs.index_select(0, rows)
+    lab_r = labels.index_select(0, rows).long()
+    w_r = token_weights.index_select(0, rows)
+    kl = torch.zeros(R, dtype=acc_dtype, device=dev)
     ce = torch.zeros_like(kl)
     tmass = torch.zeros_like(kl)
     smass = torch.zeros_like(kl)
-    agree = torch.zeros(T, dtype=torch.bool, device=dev)
+    agree = torch.zeros(R, dtype=torch.bool, device=dev)
     loss = torch.zeros((), dtype=torch.float64, device=dev)
-    # Written by the first chunk's GEMM with beta = 0 (T = 0: no chunk, so zeros).
-    alloc = torch.zeros if T == 0 else torch.empty
+    # Written by the first chunk's GEMM with beta = 0 (R = 0: no chunk, so zeros).
+    alloc = torch.zeros if R == 0 else torch.empty
     gh = (
-        alloc(T, H, dtype=acc_dtype, device=dev) if need_grad_hidden else hidden.new_zeros(0, dtype=acc_dtype)
+        alloc(R, H, dtype=acc_dtype, device=dev) if need_grad_hidden else hidden.new_zeros(0, dtype=acc_dtype)
     )
     own_gw = need_grad_weight and main_grad is None
     gw = alloc(v_local, H, dtype=acc_dtype, device=dev) if own_gw else weight.new_zeros(0, dtype=acc_dtype)
 
-    rows = _chunk_rows(T, v_local, hidden.element_size())
+    chunk = _chunk_rows(R, v_local, hidden.element_size())
     # One flat buffer reused by every chunk; its last element is a write sink for sparse entries that
     # another rank owns (vocab-parallel), so the scatter needs no data-dependent shapes (no host sync).
-    buf = torch.empty(rows * v_local + 1, dtype=hidden.dtype, device=dev)
-    valid_all = labels != IGNORE_INDEX
-    for t0 in range(0, T, rows):
-        t1 = min(T, t0 + rows)
+    buf = torch.empty(chunk * v_local + 1 if R else 1, dtype=hidden.dtype, device=dev)
+    for t0 in range(0, R, chunk):
+        t1 = min(R, t0 + chunk)
         n = t1 - t0
-        h = hidden[t0:t1]
+        h = hidden.index_select(0, rows[t0:t1])
         z = buf[: n * v_local].view(n, v_local)
         torch.mm(h, weight.t(), out=z)
 
-        ids = teacher_ids[t0:t1].long()
-        lab = labels[t0:t1].long()
-        valid = valid_all[t0:t1]
+        ids, lab = ids_r[t0:t1], lab_r[t0:t1]
         ids_loc = ids - vocab_start
         lab_loc = lab - vocab_start
-        own_ids = (ids_loc >= 0) & (ids_loc < v_local) & valid[:, None]
-        own_lab = (lab_loc >= 0) & (lab_loc < v_local) & valid
+        own_ids = (ids_loc >= 0) & (ids_loc < v_local)
+        own_lab = (lab_loc >= 0) & (lab_loc < v_local)
         ids_c = torch.where(own_ids, ids_loc, torch.zeros_like(ids_loc))
         lab_c = torch.where(own_lab, lab_loc, torch.zeros_like(lab_loc))
         z_ids = torch.where(own_ids, z.gather(1, ids_c).to(acc_dtype), 0.0)
@@ -535,7 +314,7 @@ def _sparse_kl_impl(
         if impl == "triton":
             # One launch for the per-row maths; per-token outputs land in their buffers directly.
             lrow, lse1, lset, c1, ct, val_ids, val_lab = tk.row_terms(
-                z_ids, z_lab, m, s1, st, ids, teacher_logprobs[t0:t1], lab, token_weights[t0:t1],
+                z_ids, z_lab, m, s1, st, ids, lp_r[t0:t1], lab, w_r[t0:t1],
                 kl[t0:t1], ce[t0:t1], tmass[t0:t1], smass[t0:t1], agree[t0:t1],
                 bucket=tail_bucket, tau=tau, ce_weight=ce_weight, tau_dense=tau_dense,
                 log_floor=math.log(Q_TAIL_FLOOR),
@@ -543,7 +322,7 @@ def _sparse_kl_impl(
             loss += lrow.sum()
         else:
             rt = _row_terms(
-                z_ids, z_lab, m, s1, st, ids, teacher_logprobs[t0:t1], lab, token_weights[t0:t1],
+                z_ids, z_lab, m, s1, st, ids, lp_r[t0:t1], lab, w_r[t0:t1],
                 bucket=tail_bucket, tau=tau, ce_weight=ce_weight, tau_dense=tau_dense,
             )  # fmt: skip
             kl[t0:t1], ce[t0:t1], tmass[t0:t1], smass[t0:t1], agree[t0:t1] = (
@@ -553,8 +332,7 @@ def _sparse_kl_impl(
                 rt.smass,
                 rt.agree,
             )
-            w = torch.where(valid, token_weights[t0:t1].to(torch.float64), 0.0)
-            loss += (w * (rt.kl + ce_weight * rt.ce)).sum()
+            loss += (w_r[t0:t1].to(torch.float64) * (rt.kl + ce_weight * rt.ce)).sum()
             lse1, lset, c1, ct, val_ids, val_lab = rt.lse1, rt.lset, rt.c1, rt.ct, rt.val_ids, rt.val_lab
 
         if not need_grad:
@@ -583,11 +361,13 @@ def _sparse_kl_impl(
         import torch.distributed as dist
 
         dist.all_reduce(gh, group=group)
-    return loss.to(acc_dtype), kl, ce, tmass, smass, agree, gh, gw
+    per_token = (_to_all_rows(x, rows, T) for x in (kl, ce, tmass, smass, agree))
+    return (loss.to(acc_dtype), *per_token, gh, gw)
 
 
 def _combine_across_ranks(m, s1, st, z_ids, z_lab, inv_tau, group):
-    """Vocab-parallel: global max, then sums rescaled to it; gathered logits are zero where not owned."""
+    """Vocab-parallel: global max, then sums rescaled to it; gathered logits are zero where not owned.
+    Every rank of the group holds the same labels, hence the same supervised rows and chunks."""
     import torch.distributed as dist
 
     gm = m.clone()
@@ -614,39 +394,40 @@ _Outputs = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 @torch.library.custom_op("vpmoe::sparse_kl", mutates_args=())
 def _sparse_kl_op(
     hidden: Tensor, weight: Tensor, teacher_ids: Tensor, teacher_logprobs: Tensor, labels: Tensor,
-    token_weights: Tensor, impl: str, tail_bucket: bool, temperature: float, ce_weight: float,
+    token_weights: Tensor, rows: Tensor, impl: str, tail_bucket: bool, temperature: float, ce_weight: float,
     vocab_start: int, group_name: str, need_grad_hidden: bool, need_grad_weight: bool,
 ) -> _Outputs:  # fmt: skip
     """Functional: mutates none of its inputs; grad_weight is returned (fp32) and handed to weight.grad."""
     return _sparse_kl_impl(
-        hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, impl, tail_bucket, temperature,
-        ce_weight, vocab_start, group_name, need_grad_hidden, need_grad_weight, None, 1.0,
+        hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, rows, impl, tail_bucket,
+        temperature, ce_weight, vocab_start, group_name, need_grad_hidden, need_grad_weight, None, 1.0,
     )  # fmt: skip
 
 
 @torch.library.custom_op("vpmoe::sparse_kl_into_main_grad", mutates_args=("main_grad",))
 def _sparse_kl_main_grad_op(
     hidden: Tensor, weight: Tensor, teacher_ids: Tensor, teacher_logprobs: Tensor, labels: Tensor,
-    token_weights: Tensor, impl: str, tail_bucket: bool, temperature: float, ce_weight: float,
+    token_weights: Tensor, rows: Tensor, impl: str, tail_bucket: bool, temperature: float, ce_weight: float,
     vocab_start: int, group_name: str, need_grad_hidden: bool, need_grad_weight: bool, main_grad: Tensor,
     main_grad_scale: float,
 ) -> _Outputs:  # fmt: skip
     """Gradient-accumulation fusion: adds main_grad_scale x d loss / d weight into main_grad (declared
     mutated; torch.library gives mutating ops no autograd formula, so _IntoMainGrad wraps it)."""
     return _sparse_kl_impl(
-        hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, impl, tail_bucket, temperature,
-        ce_weight, vocab_start, group_name, need_grad_hidden, need_grad_weight, main_grad, main_grad_scale,
+        hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, rows, impl, tail_bucket,
+        temperature, ce_weight, vocab_start, group_name, need_grad_hidden, need_grad_weight, main_grad,
+        main_grad_scale,
     )  # fmt: skip
 
 
 @_sparse_kl_op.register_fake
-def _fake(hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, impl, tail_bucket, temperature,
-          ce_weight, vocab_start, group_name, need_grad_hidden, need_grad_weight, main_grad=None,
+def _fake(hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, rows, impl, tail_bucket,
+          temperature, ce_weight, vocab_start, group_name, need_grad_hidden, need_grad_weight, main_grad=None,
           main_grad_scale=1.0):  # fmt: skip
     T, H = hidden.shape
     acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32
     vec = hidden.new_empty(T, dtype=acc)
-    gh = hidden.new_empty((T, H) if need_grad_hidden else (0,), dtype=acc)
+    gh = hidden.new_empty((rows.shape[0], H) if need_grad_hidden else (0,), dtype=acc)
     gw = weight.new_empty(tuple(weight.shape) if need_grad_weight and main_grad is None else (0,), dtype=acc)
     return (
         hidden.new_empty((), dtype=acc),
@@ -662,17 +443,21 @@ def _fake(hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, 
 
 _sparse_kl_main_grad_op.register_fake(_fake)
 
+# Positions in the op's inputs (both ops share the first 15; the main_grad op adds main_grad, its scale).
+_ROWS, _IMPL, _NEED_GH, _NEED_GW, _MG_SCALE = 6, 7, 13, 14, 16
+
 
 def _setup_context(ctx, inputs, output):
     hidden, weight = inputs[0], inputs[1]
-    ctx.need = (inputs[12], inputs[13])
+    ctx.need = (inputs[_NEED_GH], inputs[_NEED_GW])
     ctx.dtypes = (hidden.dtype, weight.dtype)
-    ctx.impl = inputs[6]
+    ctx.n_rows = hidden.shape[0]
+    ctx.impl = inputs[_IMPL]
     # Into main_grad: weight.grad gets nothing (or Megatron DDP's placeholder); remember the promised scale.
     ctx.n_inputs = len(inputs)
-    ctx.main_grad_scale = inputs[15] if len(inputs) > 14 else None
+    ctx.main_grad_scale = inputs[_MG_SCALE] if len(inputs) > _MG_SCALE else None
     ctx.weight = weight if ctx.main_grad_scale is not None else None
-    ctx.save_for_backward(output[6], output[7])
+    ctx.save_for_backward(output[6], output[7], inputs[_ROWS])
     # The per-token outputs and the saved gradients get no incoming gradient; without this autograd
     # would materialise zeros for every output, a [V, H] fp32 one among them (2.16 GiB at V = 201088,
     # H = 2880, and a memset pass).
@@ -698,12 +483,14 @@ def _scaled_grad(saved: Tensor, g: Tensor, dtype: torch.dtype, impl: str) -> Ten
 
 
 def _backward(ctx, g_loss, *_unused):
-    gh, gw = ctx.saved_tensors
+    gh, gw, rows = ctx.saved_tensors
     grad_h = grad_w = None
     if g_loss is None:  # only per-token outputs were backpropagated: they carry no gradient
         return (None,) * ctx.n_inputs
     if ctx.need[0] and ctx.needs_input_grad[0]:
-        grad_h = _scaled_grad(gh, g_loss, ctx.dtypes[0], ctx.impl)
+        g_rows = _scaled_grad(gh, g_loss, ctx.dtypes[0], ctx.impl)
+        # Ignored rows never entered the head: their gradient is exactly zero.
+        grad_h = g_rows.new_zeros(ctx.n_rows, g_rows.shape[1]).index_copy_(0, rows, g_rows)
     if ctx.need[1] and ctx.needs_input_grad[1]:
         if ctx.main_grad_scale is None:
             grad_w = _scaled_grad(gw, g_loss, ctx.dtypes[1], ctx.impl)

@@ -1,4 +1,6 @@
-"""Triton row passes of the sparse-KL head (kernels/sparse_kl_head.py holds the maths and the driver).
+"""Triton row passes of the sparse-KL head (kernels/sparse_kl_head.py holds the driver; the torch
+reference of the same steps is kernels/sparse_kl_torch.py). Only supervised rows (label != -100) reach
+these kernels: the driver gathers the others out before the logits GEMM.
 
 Memory layout: one chunk of student logits z [rows, V] (V = the local vocab shard), row-major and
 contiguous, in the model dtype (bf16 in training); the GEMM that produced it is cuBLAS. One program owns
@@ -21,7 +23,7 @@ Pass 2, ``dense_grad_`` (read z, write G in place, same dtype):
     In place is safe: each element is read and then written by the same program and lane.
 
 Per-row maths, ``row_terms`` (one launch per chunk): the float64 formulas of
-sparse_kl_head._row_terms on the [rows, k] gathered logits and teacher log-probs (losses, diagnostics,
+sparse_kl_torch.row_terms on the [rows, k] gathered logits and teacher log-probs (losses, diagnostics,
 the dense coefficients c1, ct and the complete values of the k + 1 sparse entries). One small program per
 row replaces ~150 tiny torch kernels per chunk (measured: 746 -> 194 kernels per call at T = 8192,
 ~3 ms less GPU idle time).
@@ -126,7 +128,7 @@ def _scale_cast_kernel(out_ptr, src_ptr, g_ptr, N, BLOCK: tl.constexpr):
 def _log1mexp(x):
     # log(1 - exp(x)), x <= 0, in float64: 1 - exp(x) has absolute error ~1e-16, so the result keeps
     # ~7 digits down to |x| ~ 1e-9 (a tail mass of 1e-9), far below what the loss can resolve
-    # (sparse_kl_head.Q_TAIL_FLOOR). Core tl has no expm1/log1p that also runs in the interpreter.
+    # (sparse_kl_torch.Q_TAIL_FLOOR). Core tl has no expm1/log1p that also runs in the interpreter.
     x = tl.minimum(x, 0.0)
     return tl.log(1.0 - tl.exp(x))
 
@@ -144,15 +146,14 @@ def _row_terms_kernel(
     tau, inv_tau, ce_weight, log_floor,
     K: tl.constexpr, KP: tl.constexpr, BUCKET: tl.constexpr, TAU_DENSE: tl.constexpr, NEED_ST: tl.constexpr,
 ):  # fmt: skip
-    """One program per row: the per-row maths of sparse_kl_head._row_terms (same formulas, float64), so a
-    chunk needs one launch instead of ~150 small torch kernels."""
+    """One program per (supervised) row: the per-row maths of sparse_kl_torch.row_terms (same formulas,
+    float64), so a chunk needs one launch instead of ~150 small torch kernels."""
     f64 = tl.float64
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, KP)
     km = offs < K
     lab = tl.load(lab_ptr + row)
-    valid = lab != -100
-    w = tl.where(valid, tl.load(w_ptr + row).to(f64), 0.0)
+    w = tl.load(w_ptr + row).to(f64)
     m = tl.load(m_ptr + row).to(f64)
     lse1 = m + tl.log(tl.load(s1_ptr + row).to(f64))
     zi = tl.load(zid_ptr + row * K + offs, mask=km, other=0.0).to(f64)
@@ -211,25 +212,19 @@ def _row_terms_kernel(
     # Teacher top-1 = first maximum of lp (torch.argmax's tie rule); agree when its logit is the max.
     lpm = tl.where(km, lp, float("-inf"))
     top = tl.min(tl.where(lpm == tl.max(lpm, axis=0), offs, KP), axis=0)
-    agree = (tl.sum(tl.where(offs == top, zi, 0.0), axis=0) >= m) & valid
-    zero = 0.0
-    kl = tl.where(valid, kl, zero)
-    ce = tl.where(valid, ce, zero)
+    agree = tl.sum(tl.where(offs == top, zi, 0.0), axis=0) >= m
     tl.store(kl_ptr + row, kl.to(kl_ptr.dtype.element_ty))
     tl.store(ce_ptr + row, ce.to(ce_ptr.dtype.element_ty))
-    tl.store(
-        tm_ptr + row,
-        tl.where(valid, tl.sum(tl.where(km, tl.exp(lp), 0.0), axis=0), zero).to(tm_ptr.dtype.element_ty),
-    )
-    tl.store(sm_ptr + row, tl.where(valid, tl.sum(q1, axis=0), zero).to(sm_ptr.dtype.element_ty))
+    tl.store(tm_ptr + row, tl.sum(tl.where(km, tl.exp(lp), 0.0), axis=0).to(tm_ptr.dtype.element_ty))
+    tl.store(sm_ptr + row, tl.sum(q1, axis=0).to(sm_ptr.dtype.element_ty))
     tl.store(agree_ptr + row, agree.to(tl.int8))
     tl.store(lrow_ptr + row, w * (kl + ce_weight * ce))
-    tl.store(lse1_ptr + row, tl.where(valid, lse1, zero).to(tl.float32))
-    tl.store(lset_ptr + row, tl.where(valid, lset, zero).to(tl.float32))
-    tl.store(c1_ptr + row, tl.where(valid, c1, zero).to(tl.float32))
-    tl.store(ct_ptr + row, tl.where(valid, ct, zero).to(tl.float32))
-    tl.store(vid_ptr + row * K + offs, tl.where(valid, val_ids, 0.0).to(tl.float32), mask=km)
-    tl.store(vlab_ptr + row, tl.where(valid, val_lab, zero).to(tl.float32))
+    tl.store(lse1_ptr + row, lse1.to(tl.float32))
+    tl.store(lset_ptr + row, lset.to(tl.float32))
+    tl.store(c1_ptr + row, c1.to(tl.float32))
+    tl.store(ct_ptr + row, ct.to(tl.float32))
+    tl.store(vid_ptr + row * K + offs, val_ids.to(tl.float32), mask=km)
+    tl.store(vlab_ptr + row, val_lab.to(tl.float32))
 
 
 def row_terms(z_ids, z_lab, m, s1, st, ids, lp, labels, w, out_kl, out_ce, out_tm, out_sm, out_agree, *,

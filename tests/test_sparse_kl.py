@@ -39,10 +39,14 @@ def _triton_interpreter():
         os.environ["TRITON_INTERPRET"] = old
 
 
-def make_case(T=37, H=40, V=301, k=7, *, peaked=False, seed=0, dtype=torch.float32, ignore_every=5):
+def make_case(
+    T=37, H=40, V=301, k=7, *, peaked=False, seed=0, dtype=torch.float32, ignore_every=5, ignored_scale=1.0
+):
     """Odd sizes on purpose (none a power of two). Peaked: student logits std 6 with a teacher that
     mostly agrees (trained-like); flat: std 0.3 and an unrelated teacher. Labels are sampled from the
-    teacher, so they often coincide with a teacher id (the duplicate-position path)."""
+    teacher, so they often coincide with a teacher id (the duplicate-position path). ignored_scale
+    multiplies the hidden states of ignored rows (after the teacher is drawn): 1e4 puts logits in the
+    thousands there, which must change nothing (exp(z) overflows fp32 above ~88.7)."""
     g = torch.Generator().manual_seed(seed)
     s = 6.0 if peaked else 0.3
     hidden = torch.randn(T, H, generator=g, dtype=torch.float64)
@@ -58,6 +62,7 @@ def make_case(T=37, H=40, V=301, k=7, *, peaked=False, seed=0, dtype=torch.float
     labels = torch.multinomial(t_lp.exp(), 1, generator=g).squeeze(1)
     if ignore_every:
         labels[::ignore_every] = -100
+    hidden[labels == -100] *= ignored_scale
     tw = 0.5 + torch.rand(T, generator=g, dtype=torch.float64)
     return dict(
         hidden=hidden.to(dtype),
@@ -71,15 +76,16 @@ def make_case(T=37, H=40, V=301, k=7, *, peaked=False, seed=0, dtype=torch.float
 
 def oracle(case, *, tail, temperature, ce_weight):
     """fp64 closed form on the full logits, gradients by autograd: independent of the chunked code
-    (plain 1 - sum for the tails, no log1mexp, no clamping)."""
+    (plain 1 - sum for the tails, no log1mexp, no clamping). Ignored rows enter with zero hidden states
+    (their gradient is then exactly 0, and whatever they carry cannot leak NaN through where())."""
     h = case["hidden"].detach().double().clone().requires_grad_()
     w = case["weight"].detach().double().clone().requires_grad_()
     ids, lp, lab = case["teacher_ids"], case["teacher_logprobs"].double(), case["labels"]
     tw = case["token_weights"].double()
     tau = temperature
-    z = h @ w.T
-    logq1 = z.log_softmax(-1)
     valid = lab != -100
+    z = torch.where(valid[:, None], h, 0.0) @ w.T
+    logq1 = z.log_softmax(-1)
     if tail == "bucket":
         lq_ids = (z / tau).log_softmax(-1).gather(1, ids)
         q_tail = 1 - lq_ids.exp().sum(-1)
@@ -136,7 +142,7 @@ def small_chunks(monkeypatch):
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
 @pytest.mark.parametrize("peaked", [False, True])
 def test_torch_reference_matches_fp64_closed_form(tail, temperature, peaked, small_chunks):
-    case = make_case(peaked=peaked, dtype=torch.float64, seed=1)
+    case = make_case(peaked=peaked, dtype=torch.float64, seed=1, ignored_scale=1e4)
     kw = dict(tail=tail, temperature=temperature, ce_weight=0.7)
     ref = oracle(case, **kw)
     r, gh, gw = run(case, impl="torch", grad_output=1.0, **kw)
@@ -175,6 +181,7 @@ def test_opcheck_schema():
         case["teacher_logprobs"],
         case["labels"],
         case["token_weights"],
+        torch.nonzero(case["labels"] != -100).squeeze(1),
         "torch",
         True,
         1.5,
@@ -219,6 +226,56 @@ def test_all_ignored_batch_is_zero_and_finite(small_chunks):
         assert not r.top1_agree.any()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("impl", ["torch", pytest.param("triton", marks=needs_interpreter)])
+def test_ignored_rows_with_huge_logits_change_nothing(impl, dtype, small_chunks):
+    """Issue 15: an ignored row whose logits pass ~88.7 (exp overflows fp32) turned grad_hidden and
+    grad_weight into NaN (its dense gradient was 0 x exp(z - 0)). Ignored rows are gathered out before the
+    GEMMs now: loss and both gradients equal those of the same call without those rows, bit for bit; the
+    ignored rows get grad_hidden 0 and per-token outputs 0 / False, whatever ids and log-probs they carry."""
+    case = make_case(peaked=True, dtype=dtype, seed=8, ignore_every=4, ignored_scale=1e4)
+    ign = case["labels"] == -100
+    assert (case["hidden"][ign].double() @ case["weight"].double().T).abs().max() > 1000
+    case["teacher_ids"][ign] = -7  # garbage: never read
+    case["teacher_logprobs"][ign] = float("nan")
+    kept = {k: v if k == "weight" else v[~ign].clone() for k, v in case.items()}
+    kw = dict(tail="bucket", temperature=1.5, ce_weight=0.4, grad_output=1.7)
+    r, gh, gw = run(case, impl=impl, **kw)
+    r0, gh0, gw0 = run(kept, impl=impl, **kw)
+    assert torch.isfinite(r.loss) and torch.isfinite(gh).all() and torch.isfinite(gw).all()
+    assert torch.equal(r.loss, r0.loss)
+    assert torch.equal(gw, gw0)
+    assert torch.equal(gh[~ign], gh0) and torch.count_nonzero(gh[ign]) == 0
+    for name, v, v0 in zip(r._fields[1:], r[1:], r0[1:], strict=True):
+        assert torch.equal(v[~ign], v0), name
+        assert not v[ign].any(), name
+
+
+def test_supervised_rows_given_equals_computed_and_is_checked():
+    """The trainer passes the supervised-row index built on the host (no host sync); it gives the same
+    result as the index computed from labels, and an index that does not match the labels is an error."""
+    case = make_case(seed=9)  # T = 37, rows 0, 5, ..., 35 ignored
+    rows = torch.nonzero(case["labels"] != -100).squeeze(1)
+    r, gh, gw = run(case, impl="torch", ce_weight=0.3)
+    r1, gh1, gw1 = run(case, impl="torch", ce_weight=0.3, supervised_rows=rows)
+    assert torch.equal(r1.loss, r.loss) and torch.equal(gh1, gh) and torch.equal(gw1, gw)
+    assert rows[-1] == 36 and rows[-2] == 34
+    bad = {
+        "missing": rows[1:],
+        "with an ignored row": torch.cat([torch.tensor([0]), rows]),
+        "swapped for an ignored row": torch.cat([rows[:-1], torch.tensor([35])]),
+        "duplicate": torch.cat([rows[:1], rows]),
+        "unsorted": rows.flip(0),
+        "out of range": torch.cat([rows[:-1], torch.tensor([37])]),
+    }
+    for name, b in bad.items():
+        with pytest.raises(RuntimeError, match="supervised_rows is not the sorted index"):
+            run(case, impl="torch", supervised_rows=b)
+            pytest.fail(name)
+    with pytest.raises(ValueError, match="int64"):
+        run(case, impl="torch", supervised_rows=rows.int())
+
+
 def test_tail_floor_keeps_gradient_direction():
     """Student puts ~all its mass on the teacher ids while the teacher keeps tail mass: q_tail is below
     Q_TAIL_FLOOR. Loss and gradient stay finite, and the gradient still raises every tail logit
@@ -251,7 +308,7 @@ def test_rejects_bad_ids_and_cpu_triton(monkeypatch):
     case = make_case(T=5, H=4, V=11, k=2, seed=7)
     case["teacher_ids"][1, 0] = 11
     case["labels"][1] = 3
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(RuntimeError, match="outside"):  # checked on the device: _assert_async
         run(case, impl="torch")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="needs CUDA"):
@@ -276,7 +333,7 @@ ABS_FLOOR = {torch.float32: 2e-6, torch.bfloat16: 2e-6}
     "tail,temperature", [("bucket", 1.0), ("bucket", 2.0), ("renorm", 1.0), ("renorm", 0.7)]
 )
 def test_triton_interpreter_vs_reference(dtype, peaked, tail, temperature, small_chunks):
-    case = make_case(peaked=peaked, dtype=dtype, seed=11)
+    case = make_case(peaked=peaked, dtype=dtype, seed=11, ignored_scale=1e4)
     before = {k: v.clone() for k, v in case.items()}
     kw = dict(tail=tail, temperature=temperature, ce_weight=0.5, grad_output=2.5)
     ref = oracle(case, tail=tail, temperature=temperature, ce_weight=0.5)
@@ -328,7 +385,7 @@ def _vp_worker(rank, world, init_file, case, configs, out_dir):
 def test_vocab_parallel_two_gloo_ranks_equal_single_process(tmp_path):
     import torch.multiprocessing as mp
 
-    case = make_case(peaked=True, dtype=torch.float64, seed=21)
+    case = make_case(peaked=True, dtype=torch.float64, seed=21, ignored_scale=1e4)
     configs = [
         dict(tail="bucket", temperature=1.7, ce_weight=0.4),
         dict(tail="renorm", temperature=1.0, ce_weight=0.0),
@@ -360,7 +417,7 @@ def test_non_finite_teacher_logprobs_are_rejected():
     lps[0, 0] = float("nan")  # an ignored row may carry anything
     assert torch.isfinite(sparse_kl(hidden, weight, ids, lps, labels, impl="torch").loss)
     lps[3, 1] = float("nan")
-    with pytest.raises(ValueError, match="1 teacher log-probs of supervised rows are not finite"):
+    with pytest.raises(RuntimeError, match="teacher log-probs of supervised rows are not finite"):
         sparse_kl(hidden, weight, ids, lps, labels, impl="torch")
 
 

@@ -1,6 +1,7 @@
 """GPU matrix of kernels.sparse_kl at the real vocabulary and hidden size (V = 201088, H = 2880, k = 64):
 the Triton path against an fp64 closed form on the same rounded inputs, required to be no worse than the
-torch reference's own error in the same dtype; determinism; NCCL process group of one; no-grad path.
+torch reference's own error in the same dtype; determinism; NCCL process group of one; no-grad path;
+ignored rows (with logits far past fp32's exp overflow) change nothing; no host sync with supervised_rows.
 Run on the GPU machine: `python -m pytest -m gpu tests/gpu/test_sparse_kl_gpu.py`.
 """
 
@@ -28,7 +29,9 @@ ABS_FLOOR = 2e-6
 
 def make_case(*, peaked: bool, dtype: torch.dtype, seed: int):
     """Student weight std 0.08 gives entropy ~4.7 nats (trained-like, platform notes), 0.02 ~11.6 (flat).
-    The teacher is the student's own distribution plus noise, cut to its top-k (ids shuffled)."""
+    The teacher is the student's own distribution plus noise, cut to its top-k (ids shuffled). Ignored rows
+    (every 7th) get 100x hidden states afterwards: logits in the hundreds, past exp's fp32 overflow (~88.7),
+    which must change nothing (they are gathered out of the head)."""
     g = torch.Generator(device="cuda").manual_seed(seed)
     std = 0.08 if peaked else 0.02
     hidden = torch.randn(T, H, device="cuda", generator=g).to(dtype)
@@ -40,6 +43,7 @@ def make_case(*, peaked: bool, dtype: torch.dtype, seed: int):
     lp, ids = lp[:, perm].contiguous(), ids[:, perm].contiguous()
     labels = torch.multinomial(t_lp.exp(), 1, generator=g).squeeze(1)
     labels[::7] = -100
+    hidden[::7] *= 100
     tw = 0.5 + torch.rand(T, device="cuda", generator=g)
     del z, t_lp
     return dict(
@@ -92,6 +96,52 @@ def test_deterministic_and_no_grad_path():
         args = {k: v for k, v in case.items() if k not in ("hidden", "weight")}
         r = sparse_kl(case["hidden"], case["weight"], impl="triton", temperature=1.5, ce_weight=0.1, **args)
     assert torch.equal(r.loss, a[0].loss.detach()) and torch.equal(r.kl, a[0].kl)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_ignored_rows_change_nothing(dtype, three_chunks):
+    """Issue 15: ignored rows with huge logits (and garbage teacher rows) used to make both gradients NaN.
+    Now the loss and gradients equal those of the same call without those rows; their grad_hidden is 0."""
+    case = make_case(peaked=True, dtype=dtype, seed=13)
+    ign = case["labels"] == -100
+    assert (case["hidden"][ign][:4].float() @ case["weight"].float().T).abs().max() > 200
+    case["teacher_ids"][ign] = -7
+    case["teacher_logprobs"][ign] = float("nan")
+    kept = {k: v if k == "weight" else v[~ign].clone() for k, v in case.items()}
+    for impl in ("triton", "torch"):
+        r, gh, gw = run(case, impl=impl, temperature=1.5, ce_weight=0.2, grad_output=2.5)
+        r0, gh0, gw0 = run(kept, impl=impl, temperature=1.5, ce_weight=0.2, grad_output=2.5)
+        assert torch.isfinite(gh).all() and torch.isfinite(gw).all(), impl
+        assert torch.equal(r.loss, r0.loss) and torch.equal(gw, gw0), impl
+        assert torch.equal(gh[~ign], gh0) and torch.count_nonzero(gh[ign]) == 0, impl
+        assert torch.equal(r.kl[~ign], r0.kl) and torch.count_nonzero(r.kl[ign]) == 0, impl
+
+
+def test_no_host_sync_with_supervised_rows():
+    """With the supervised-row index given (what the trainer's head_loss passes), forward and backward never
+    make the host wait for the GPU (torch's sync debug mode raises on any synchronising call: .item(),
+    nonzero, a blocking copy); without it, torch.nonzero on the device labels is the one sync."""
+    case = make_case(peaked=True, dtype=torch.bfloat16, seed=17)
+    rows = torch.nonzero(case["labels"] != -100).squeeze(1)
+    main_grad = torch.zeros(case["weight"].shape, dtype=torch.float32, device="cuda")
+    args = {k: v for k, v in case.items() if k not in ("hidden", "weight")}
+    run(case, impl="triton", supervised_rows=rows)  # compile the kernels outside the checked region
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for impl in ("triton", "torch"):
+            run(case, impl=impl, temperature=1.5, ce_weight=0.2, grad_output=2.5, supervised_rows=rows)
+            h = case["hidden"].clone().requires_grad_()
+            w = case["weight"].clone().requires_grad_()
+            r = sparse_kl(
+                h, w, impl=impl, **args, main_grad=main_grad, main_grad_scale=2.0, supervised_rows=rows
+            )
+            (r.loss * 2.0).backward()
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            sparse_kl(case["hidden"], case["weight"], impl="triton", **args)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
 
 
 def test_nccl_group_of_one_equals_no_group():

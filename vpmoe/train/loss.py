@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from vpmoe.data.harmony_render import Span
+from vpmoe.data.harmony_render import IGNORE_INDEX, Span
 
 IMPLS = ("triton", "torch")
 TAILS = ("bucket", "renorm")
@@ -91,6 +91,11 @@ def head_loss(
     to the embedding), the head adds the weight's gradient straight into its fp32 ``main_grad`` (megatron's
     gradient-accumulation fusion; kernels/sparse_kl_head.py): no [V, H] fp32 accumulator of the head's
     own, no bf16 weight.grad, no DDP copy pass.
+
+    The head skips rows with label -100 (prompts, padding). Their index sizes its GEMMs, so it must be known
+    on the host: it is taken here from the batch's labels, which the loader delivers as host tensors, so
+    the step has no host sync for it. Labels already on the GPU (a caller of its own) leave it to the head:
+    one host sync per call (kernels/sparse_kl_head.py, step 0).
     """
     from kernels import sparse_kl
 
@@ -99,8 +104,13 @@ def head_loss(
 
     s, b, h = head.hidden.shape
     dev = head.hidden.device
-    # Megatron's hidden is sequence-first: flatten the small per-token tensors in [s, b] order to match.
-    flat = lambda x: x.transpose(0, 1).reshape(s * b, *x.shape[2:]).to(dev, non_blocking=True)  # noqa: E731
+    # Megatron's hidden is sequence-first: flatten the small per-token tensors in [s, b] order to match,
+    # on the device (a host-side transpose would copy the loader's page-locked batch to pageable memory).
+    seq_first = lambda x: x.transpose(0, 1).reshape(s * b, *x.shape[2:])  # noqa: E731
+    flat = lambda x: seq_first(_to_device(x, dev))  # noqa: E731
+    rows = None
+    if labels.device.type == "cpu":
+        rows = _to_device(torch.nonzero(seq_first(labels) != IGNORE_INDEX).squeeze(1), dev)
     return sparse_kl(
         head.hidden.reshape(s * b, h),
         head.weight,
@@ -108,6 +118,7 @@ def head_loss(
         flat(teacher_logprobs).float(),
         flat(labels),
         flat(weights_tok),
+        supervised_rows=rows,
         impl=cfg.impl,
         tail=cfg.tail,
         temperature=cfg.temperature,
@@ -117,3 +128,11 @@ def head_loss(
         main_grad=main_grad if fuse else None,
         main_grad_scale=backward_scale if fuse else 1.0,
     )
+
+
+def _to_device(x: Tensor, dev: torch.device) -> Tensor:
+    """Host -> GPU from page-locked memory: CUDA may copy from pageable memory synchronously (it stages
+    through a pinned buffer and may wait for the stream), which would stall the host inside the step."""
+    if dev.type == "cuda" and x.device.type == "cpu" and not x.is_pinned():
+        x = x.pin_memory()
+    return x.to(dev, non_blocking=True)
