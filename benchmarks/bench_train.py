@@ -128,6 +128,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="small")
     ap.add_argument("--layer-spec", default=None, help="override model.layer_spec (local | te)")
+    ap.add_argument("--experts", default=None, help="override model.experts (grouped | sequential)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--micro", type=int, default=4, help="sequences per micro-batch")
@@ -147,6 +148,8 @@ def main() -> int:
     fields = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / f"{args.model}.yaml"))
     if args.layer_spec:
         fields["layer_spec"] = args.layer_spec
+    if args.experts:
+        fields["experts"] = args.experts
     if device.type == "cpu":
         fields.update(layer_spec="local", dtype="fp32")
     cfg = StudentConfig(**fields)
@@ -254,6 +257,7 @@ def main() -> int:
         else platform.processor() or "cpu",
         "model": args.model,
         "layer_spec": cfg.layer_spec,
+        "experts": cfg.experts,
         "dtype": cfg.dtype,
         "seq": args.seq,
         "micro": args.micro,
@@ -265,7 +269,8 @@ def main() -> int:
         "torch": torch.__version__,
     }
     lines = [
-        f"# bench_train: {args.model} on {result['device']} ({cfg.layer_spec} spec, {cfg.dtype}), "
+        f"# bench_train: {args.model} on {result['device']} ({cfg.layer_spec} spec, {cfg.experts} experts, "
+        f"{cfg.dtype}), "
         f"{args.micro_batches} x [{args.micro}, {args.seq}] per step, k={args.k}",
         "",
         "| row | ms/step | tokens/s | MFU | peak GiB | data wait |",

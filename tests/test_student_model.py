@@ -37,6 +37,7 @@ from vpmoe.model.build import (
     transformer_config,
 )
 from vpmoe.model.config import GPT_OSS_VOCAB_SIZE, StudentConfig
+from vpmoe.model.grouped_experts import per_expert
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -415,7 +416,9 @@ def _one_step_state(
     loss, grad_norm = train_step(ddp, opt, ids, labels, tokens_in_step=tokens_in_step, dp_size=dp_size)
     num_local = tiny_config().num_moe_experts // ep
     params = {
-        _global_param_name(n, num_local, ep_rank): p.detach().clone() for n, p in model.named_parameters()
+        _global_param_name(n, num_local, ep_rank): t.detach().clone()
+        for name, p in model.named_parameters()
+        for n, t in per_expert(name, p)  # grouped experts' [E, out, in] weights as per-expert matrices
     }
     return loss, grad_norm, params
 

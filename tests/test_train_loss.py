@@ -27,6 +27,7 @@ from vpmoe.model.build import (
     teardown_parallel,
 )
 from vpmoe.model.config import StudentConfig
+from vpmoe.model.grouped_experts import per_expert
 from vpmoe.teacher.store_reader import TeacherStoreReader
 from vpmoe.train.data import DataConfig, MicroBatchBuilder, SampleIndex, epoch_steps, eval_batches, split_step
 from vpmoe.train.evaluate import evaluate, rank_eval_batches
@@ -81,8 +82,9 @@ def step_and_grads(
     # Layers by their global index: a pipeline stage numbers its own from 0.
     offset = pipeline_layer_offset(tiny().num_layers)
     grads = {
-        _global_param_name(n, num_local, ep_rank, offset): p.main_grad.detach().clone()
-        for n, p in model.named_parameters()
+        _global_param_name(n, num_local, ep_rank, offset): g.detach().clone()
+        for name, p in model.named_parameters()
+        for n, g in per_expert(name, p.main_grad)  # grouped experts' [E, out, in] as per-expert matrices
     }
     return out["packed"], grads
 

@@ -26,6 +26,8 @@ copies of this pass's values.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -41,12 +43,15 @@ from megatron.core.models.gpt.gpt_layer_specs import (
     get_gpt_layer_with_transformer_engine_spec,
 )
 from megatron.core.models.gpt.gpt_model import GPTModel
+from megatron.core.transformer.moe.experts import SequentialMLP
+from megatron.core.transformer.moe.moe_layer import MoELayer, MoESubmodules
 from megatron.core.transformer.moe.moe_logging import get_moe_metrics_tracker
 from megatron.core.transformer.moe.moe_utils import MoEAuxLossAutoScaler
 from megatron.core.transformer.transformer_config import TransformerConfig
 from torch import Tensor
 
 from vpmoe.model.config import StudentConfig
+from vpmoe.model.grouped_experts import GroupedExperts, per_expert
 from vpmoe.model.megatron_cpu import adapt_megatron_for, cpu_adaptations_applied
 
 log = logging.getLogger(__name__)
@@ -168,7 +173,8 @@ def transformer_config(cfg: StudentConfig, *, device: torch.device) -> Transform
         # Router logits, softmax and aux losses in fp32 whatever the dtype: routing decisions and the
         # load-balancing statistics are sensitive to bf16 rounding.
         moe_router_dtype="fp32",
-        moe_grouped_gemm=cfg.layer_spec == "te",
+        # Transformer Engine's grouped GEMM (TEGroupedMLP); the local spec's GroupedExperts needs no flag.
+        moe_grouped_gemm=cfg.layer_spec == "te" and cfg.experts == "grouped",
         # alltoall is megatron's dispatcher for expert parallelism on GPU; it creates a torch.cuda.Stream
         # when constructed (token_dispatcher.py:469), so CPU uses allgather. Both are exact (no capacity
         # factor, no token dropping): the choice changes communication, not the maths.
@@ -198,21 +204,53 @@ def transformer_config(cfg: StudentConfig, *, device: torch.device) -> Transform
 
 
 def layer_spec(cfg: StudentConfig):
-    """The one layer-spec switch: megatron-core's own modules or Transformer Engine's."""
+    """The layer spec: megatron-core's own modules or Transformer Engine's; grouped or sequential experts."""
+    grouped = cfg.experts == "grouped"
     if cfg.layer_spec == "te":
         if importlib.util.find_spec("transformer_engine") is None:
             raise RuntimeError(
                 "layer_spec='te' but transformer_engine is not installed; use the production container "
                 "or layer_spec='local'"
             )
-        log.info("layer spec: te (Transformer Engine modules, grouped-GEMM experts)")
-        return get_gpt_layer_with_transformer_engine_spec(
-            num_experts=cfg.num_moe_experts, moe_grouped_gemm=True
+        log.info(
+            "layer spec: te (Transformer Engine modules), experts: %s",
+            "TEGroupedMLP (grouped GEMM)" if grouped else "SequentialMLP (one expert at a time)",
         )
-    log.info("layer spec: local (megatron-core modules, sequential experts)")
-    return get_gpt_layer_local_spec(
+        return get_gpt_layer_with_transformer_engine_spec(
+            num_experts=cfg.num_moe_experts, moe_grouped_gemm=grouped
+        )
+    spec = get_gpt_layer_local_spec(
         num_experts=cfg.num_moe_experts, moe_grouped_gemm=False, normalization="RMSNorm"
     )
+    if not grouped:
+        log.info("layer spec: local (megatron-core modules), experts: SequentialMLP (one expert at a time)")
+        return spec
+    log.info("layer spec: local (megatron-core modules), experts: GroupedExperts (grouped GEMM)")
+    return _with_grouped_experts(spec)
+
+
+def _with_grouped_experts(spec):
+    """The local spec with `GroupedExperts` in place of `SequentialMLP` (all else, router included, kept).
+
+    megatron-core 0.19.2's local spec builds the MoE layer as `partial(MoELayer, submodules=MoESubmodules(
+    experts=partial(SequentialMLP, ...), ...))` (`moe_module_specs.get_moe_module_spec_for_backend`) and
+    offers no hook for another experts module; any module with the experts interface may go there.
+    """
+    mlp = spec.submodules.mlp
+    moe = mlp.keywords.get("submodules") if isinstance(mlp, functools.partial) else None
+    experts = getattr(moe, "experts", None)
+    if not (
+        isinstance(moe, MoESubmodules)
+        and mlp.func is MoELayer
+        and isinstance(experts, functools.partial)
+        and experts.func is SequentialMLP
+    ):
+        raise RuntimeError(
+            f"megatron-core's local MoE spec changed shape (mlp={mlp!r}); revisit build._with_grouped_experts"
+        )
+    grouped = dataclasses.replace(moe, experts=GroupedExperts)
+    spec.submodules.mlp = functools.partial(MoELayer, *mlp.args, **{**mlp.keywords, "submodules": grouped})
+    return spec
 
 
 def build_student(cfg: StudentConfig, *, device: torch.device, seed: int) -> GPTModel:
@@ -273,8 +311,9 @@ def build_student(cfg: StudentConfig, *, device: torch.device, seed: int) -> GPT
     return model
 
 
-# Expert parameter names: local spec `...mlp.experts.local_experts.<i>.linear_fc1.weight`, TE grouped GEMM
-# `...mlp.experts.linear_fc1.weight<i>`; <i> is the index among this rank's experts.
+# Expert parameter names: local spec `...mlp.experts.local_experts.<i>.linear_fc1.weight` (SequentialMLP;
+# GroupedExperts' [E, out, in] weights are initialized per expert under these names, `per_expert`), TE grouped
+# GEMM `...mlp.experts.linear_fc1.weight<i>`; <i> is the index among this rank's experts.
 _LOCAL_EXPERT = re.compile(r"(\.local_experts\.)(\d+)(\.)")
 _GROUPED_EXPERT = re.compile(r"(\.experts\.linear_fc[12]\.weight)(\d+)$")
 # Output projections get megatron's scaled init N(0, std / sqrt(2 * num_layers)) (transformer_config.py,
@@ -316,8 +355,9 @@ def _init_parameters(model: GPTModel, cfg: StudentConfig, *, seed: int) -> None:
     shift). Seeding each matrix by its layout-independent name makes a DP=2 or EP=2 run start from exactly
     the one-process model, which the "same loss as one process" tests need. Distributions are megatron's:
     N(0, init_method_std), output projections N(0, init_method_std / sqrt(2 * num_layers)); norm weights
-    keep their ones. Tensor-parallel shards would need the unsharded draw: under tp > 1 megatron's own
-    (layout-dependent) initialization is kept and logged.
+    keep their ones. Grouped experts draw each expert's slice under its sequential name, so grouped and
+    sequential experts start identical. Tensor-parallel shards would need the unsharded draw: under tp > 1
+    megatron's own (layout-dependent) initialization is kept and logged.
     """
     if parallel_state.get_tensor_model_parallel_world_size() > 1:
         log.warning("init: megatron's own initialization (tensor parallel: depends on the layout)")
@@ -330,12 +370,13 @@ def _init_parameters(model: GPTModel, cfg: StudentConfig, *, seed: int) -> None:
     for name, param in model.named_parameters():
         if param.dim() < 2:
             continue
-        global_name = _global_param_name(name, num_local_experts, ep_rank, layer_offset)
-        std = scaled_std if _OUTPUT_PROJECTION.search(name) else cfg.init_method_std
-        generator = torch.Generator(device=param.device).manual_seed(_param_seed(seed, global_name))
-        draw = torch.empty(param.shape, dtype=torch.float32, device=param.device)
-        draw.normal_(mean=0.0, std=std, generator=generator)
-        param.copy_(draw)
+        for local_name, target in per_expert(name, param):
+            global_name = _global_param_name(local_name, num_local_experts, ep_rank, layer_offset)
+            std = scaled_std if _OUTPUT_PROJECTION.search(local_name) else cfg.init_method_std
+            generator = torch.Generator(device=param.device).manual_seed(_param_seed(seed, global_name))
+            draw = torch.empty(target.shape, dtype=torch.float32, device=param.device)
+            draw.normal_(mean=0.0, std=std, generator=generator)
+            target.copy_(draw)
 
 
 @dataclass(frozen=True)

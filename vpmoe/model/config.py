@@ -14,6 +14,7 @@ from dataclasses import dataclass
 GPT_OSS_VOCAB_SIZE = 201088
 
 LAYER_SPECS = ("local", "te")
+EXPERTS = ("grouped", "sequential")
 DTYPES = ("fp32", "bf16")
 
 
@@ -52,6 +53,11 @@ class StudentConfig:
     # "local": megatron-core's own modules (CPU, any machine). "te": Transformer Engine modules (the
     # production GPU container; required for tensor parallelism with MoE, which needs sequence parallel).
     layer_spec: str = "local"
+    # How each MoE layer runs its local experts. "grouped": one grouped GEMM per projection over all of them
+    # (local spec: vpmoe.model.grouped_experts.GroupedExperts; te spec: megatron's TEGroupedMLP).
+    # "sequential": megatron's SequentialMLP, one expert after another (host-bound on GPU; the reference).
+    # Same weights from the same seed either way, and interchangeable checkpoints.
+    experts: str = "grouped"
     # Parameter and compute dtype. bf16 on GPU (fp32 main params live in the optimizer), fp32 on CPU.
     dtype: str = "fp32"
 
@@ -105,6 +111,8 @@ class StudentConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         if self.layer_spec not in LAYER_SPECS:
             raise ValueError(f"layer_spec must be one of {LAYER_SPECS}, got {self.layer_spec!r}")
+        if self.experts not in EXPERTS:
+            raise ValueError(f"experts must be one of {EXPERTS}, got {self.experts!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
 
