@@ -129,6 +129,13 @@ def main() -> int:
     ap.add_argument("--model", default="small")
     ap.add_argument("--layer-spec", default=None, help="override model.layer_spec (local | te)")
     ap.add_argument("--experts", default=None, help="override model.experts (grouped | sequential)")
+    ap.add_argument(
+        "--attention",
+        default="sdpa",
+        choices=("sdpa", "megatron"),
+        help="local spec core attention: SDPAttention (the default) or megatron's materialized "
+        "DotProductAttention (the before row)",
+    )
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--micro", type=int, default=4, help="sequences per micro-batch")
@@ -153,6 +160,12 @@ def main() -> int:
     if device.type == "cpu":
         fields.update(layer_spec="local", dtype="fp32")
     cfg = StudentConfig(**fields)
+    if args.attention == "megatron":  # the before row: swap the spec's core attention back
+        from megatron.core.transformer.dot_product_attention import DotProductAttention
+
+        import vpmoe.model.build as build
+
+        build.SDPAttention = DotProductAttention
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -199,7 +212,8 @@ def main() -> int:
 
     from vpmoe.model.build import set_aux_loss_backward_scale
 
-    mask = causal_attention_mask(args.seq, device)
+    # SDPA (the local spec's attention) takes no mask as causal; megatron's own attention needs the tensor.
+    mask = None if args.attention == "sdpa" else causal_attention_mask(args.seq, device)
     pos = torch.arange(args.seq, device=device).expand(args.micro, args.seq)
 
     def megatron_ce():
@@ -258,6 +272,7 @@ def main() -> int:
         "model": args.model,
         "layer_spec": cfg.layer_spec,
         "experts": cfg.experts,
+        "attention": args.attention,
         "dtype": cfg.dtype,
         "seq": args.seq,
         "micro": args.micro,
@@ -270,6 +285,7 @@ def main() -> int:
     }
     lines = [
         f"# bench_train: {args.model} on {result['device']} ({cfg.layer_spec} spec, {cfg.experts} experts, "
+        f"{args.attention} attention, "
         f"{cfg.dtype}), "
         f"{args.micro_batches} x [{args.micro}, {args.seq}] per step, k={args.k}",
         "",
@@ -287,7 +303,7 @@ def main() -> int:
     if args.out_dir:
         out = Path(args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        stem = f"train_{args.model}_{device.type}"
+        stem = f"train_{args.model}_{device.type}_{cfg.experts}_{args.attention}"
         (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
         (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     return 0

@@ -43,6 +43,7 @@ from megatron.core.models.gpt.gpt_layer_specs import (
     get_gpt_layer_with_transformer_engine_spec,
 )
 from megatron.core.models.gpt.gpt_model import GPTModel
+from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.moe.experts import SequentialMLP
 from megatron.core.transformer.moe.moe_layer import MoELayer, MoESubmodules
 from megatron.core.transformer.moe.moe_logging import get_moe_metrics_tracker
@@ -53,6 +54,7 @@ from torch import Tensor
 from vpmoe.model.config import StudentConfig
 from vpmoe.model.grouped_experts import GroupedExperts, per_expert
 from vpmoe.model.megatron_cpu import adapt_megatron_for, cpu_adaptations_applied
+from vpmoe.model.sdpa_attention import SDPAttention
 
 log = logging.getLogger(__name__)
 
@@ -219,14 +221,32 @@ def layer_spec(cfg: StudentConfig):
         return get_gpt_layer_with_transformer_engine_spec(
             num_experts=cfg.num_moe_experts, moe_grouped_gemm=grouped
         )
-    spec = get_gpt_layer_local_spec(
-        num_experts=cfg.num_moe_experts, moe_grouped_gemm=False, normalization="RMSNorm"
+    spec = _with_sdpa_attention(
+        get_gpt_layer_local_spec(
+            num_experts=cfg.num_moe_experts, moe_grouped_gemm=False, normalization="RMSNorm"
+        )
     )
     if not grouped:
-        log.info("layer spec: local (megatron-core modules), experts: SequentialMLP (one expert at a time)")
+        log.info(
+            "layer spec: local (megatron-core modules, SDPA attention), experts: SequentialMLP (one expert at a time)"
+        )
         return spec
-    log.info("layer spec: local (megatron-core modules), experts: GroupedExperts (grouped GEMM)")
+    log.info(
+        "layer spec: local (megatron-core modules, SDPA attention), experts: GroupedExperts (grouped GEMM)"
+    )
     return _with_grouped_experts(spec)
+
+
+def _with_sdpa_attention(spec):
+    """The local spec with `SDPAttention` (fused kernel) as the self-attention's core attention in place of
+    megatron's `DotProductAttention`, which materializes [b * heads, s, s] scores (sdpa_attention.py)."""
+    attn = getattr(getattr(spec.submodules, "self_attention", None), "submodules", None)
+    if getattr(attn, "core_attention", None) is not DotProductAttention:
+        raise RuntimeError(
+            f"megatron-core's local attention spec changed shape ({attn!r}); revisit build._with_sdpa_attention"
+        )
+    attn.core_attention = SDPAttention
+    return spec
 
 
 def _with_grouped_experts(spec):
@@ -440,6 +460,11 @@ def _lm_head_inputs(
     )
 
 
+def _uses_sdpa(gpt: GPTModel) -> bool:
+    layers = getattr(getattr(gpt, "decoder", None), "layers", None) or []
+    return bool(layers) and isinstance(layers[0].self_attention.core_attention, SDPAttention)
+
+
 def causal_attention_mask(seq_len: int, device: torch.device) -> Tensor:
     """[1, 1, s, s] bool, True = masked (megatron's `attention_mask_func` fills True with -10000).
 
@@ -532,7 +557,9 @@ def forward_student(
     _check_allgather_token_counts(cfg, b * s, input_ids.device)
     if position_ids is None:
         position_ids = torch.arange(s, device=input_ids.device).unsqueeze(0).expand(b, s)
-    if attention_mask is None:
+    if attention_mask is None and not _uses_sdpa(gpt):
+        # megatron's DotProductAttention / TE take the causal mask as a tensor; SDPAttention takes None as
+        # "causal" and runs its kernel's own mask (FlashAttention on the GPU), no [s, s] tensor at all.
         attention_mask = causal_attention_mask(s, input_ids.device)
     # The tracker accumulates until cleared; we clear it per pass (an ever-growing sum would lose the
     # precision of each pass's share) and hand back copies, so megatron's own report() sees one pass only.
