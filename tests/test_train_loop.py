@@ -112,7 +112,9 @@ def test_loss_falls_and_outputs(reference_run):
     # TensorBoard event files beside metrics.jsonl carry the same scalars
     for kind, tag in (("train", "kl"), ("train", "loss"), ("eval", "kl"), ("eval", "top1")):
         want = [(r["step"], r[tag]) for r in read_metrics(run_dir / "metrics.jsonl", kind)]
-        assert tensorboard_scalars(run_dir, f"{kind}/{tag}") == pytest.approx(want, rel=1e-6), (kind, tag)
+        got = tensorboard_scalars(run_dir, f"{kind}/{tag}")
+        assert [g[0] for g in got] == [w[0] for w in want], (kind, tag)
+        assert [g[1] for g in got] == pytest.approx([w[1] for w in want], rel=1e-6), (kind, tag)  # fp32 events
     # checkpoints: keep_last=1 leaves only the newest, complete, with provenance
     done = complete_checkpoints(run_dir / "checkpoints")
     assert [s for s, _ in done] == [STEPS]
@@ -166,7 +168,8 @@ def test_sigkill_and_rerun_reproduces_the_curve(reference_run, tmp_path, small_d
     assert_same_curve(curve(tmp_path), curve(ref_dir))
     # TensorBoard drops what the killed run wrote past its checkpoint: each step once, the resumed values
     tb = tensorboard_scalars(tmp_path, "train/kl")
-    assert tb == pytest.approx([(c[0], c[2]) for c in curve(ref_dir)], rel=1e-6)
+    assert [t[0] for t in tb] == [c[0] for c in curve(ref_dir)]
+    assert [t[1] for t in tb] == pytest.approx([c[2] for c in curve(ref_dir)], rel=1e-6)
     # The console is ours: step lines, not megatron's or torch's warnings (those are in the run's log file)
     assert f"step {STEPS}/{STEPS} | loss" in console
     for noise in ("UserWarning", "FutureWarning", "DeprecationWarning", "Traceback"):

@@ -98,7 +98,7 @@ def render(rows: list[tuple[str, str, str, str]]) -> str:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
     line = "  ".join("-" * w for w in widths)
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head), line, *(fmt.format(*r) for r in rows)])
+    return "\n".join(x.rstrip() for x in [fmt.format(*head), line, *(fmt.format(*r) for r in rows)])
 
 
 def main(argv: list[str]) -> int:

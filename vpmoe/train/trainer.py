@@ -237,17 +237,13 @@ class Trainer:
             self.ddp, self.opt, micro, self.spec.loss, dp=self.dp, dp_group=self.dp_group, device=self.device
         )
 
-    def _metrics(self, out: dict, *, grad_norm, lr, step_time, wait, micro) -> dict:
+    def _metrics(self, out: dict, *, grad_norm, lr, step_time, wait) -> dict:
         packed = out["packed"]
         loss, aux, span_loss, sums = packed[0], packed[1], packed[2:4], packed[4:].reshape(2, 6)
         n = sums[:, 0]
         total = sums.sum(0)
         ntok = float(total[0])
-        real = sum(int(mb["tokens"]) for mb in micro)
-        padded = sum(int(mb["padded_tokens"]) for mb in micro)
-        pair = torch.tensor([real, padded], dtype=torch.float64, device=self.device)
-        torch.distributed.all_reduce(pair, group=self.dp_group)
-        real, padded = (float(x) for x in pair.cpu())
+        real, padded = out["tokens"]  # reduced with the rest in step_gradients' one all-reduce
         m = {
             "kind": "train",
             "step": self.step,
@@ -313,9 +309,7 @@ class Trainer:
                     torch.cuda.synchronize(self.device)
                 self.step = step
                 step_time = time.perf_counter() - t0
-                last = self._metrics(
-                    out, grad_norm=grad_norm, lr=lr, step_time=step_time, wait=wait, micro=micro
-                )
+                last = self._metrics(out, grad_norm=grad_norm, lr=lr, step_time=step_time, wait=wait)
                 if self.rank == 0:
                     self.metrics.write(last)
                     if step % spec.train.log_interval == 0 or step == spec.train.max_steps:
@@ -366,10 +360,15 @@ def step_gradients(ddp, opt, micro: list[dict], cfg: LossConfig, *, dp: int, dp_
     """Steps 2-4 of the module docstring: leaves the step's reduced gradients in DDP's buffers.
 
     Returns {"packed": float64 [4 + 12] (loss sum, aux sum, per-span loss sums, per-span head sums,
-    all summed over micro-batches and data-parallel ranks), "bad_grads": bool (any rank), "counts"}.
+    all summed over micro-batches and data-parallel ranks), "tokens": (real, padded) over the data-parallel
+    ranks, "bad_grads": bool (any rank), "counts"}. Host syncs: the span counts' all-reduce at the start
+    (token weights are built on the host; the device is idle then, after the last step's update) and one
+    read of the results at the end (the update gate); none between the micro-batches.
     Collective over the data-parallel group (and the world, for the finite flag).
     """
 
+    # The loader's real and padded token counts (host ints: no device read), before any parallelism padding.
+    tokens = [float(sum(int(mb[key]) for mb in micro)) for key in ("tokens", "padded_tokens")]
     micro = common_shapes(ddp, micro, device)
     counts = span_counts([mb["position_spans"] for mb in micro]).to(device)
     torch.distributed.all_reduce(counts, group=dp_group)
@@ -399,11 +398,26 @@ def step_gradients(ddp, opt, micro: list[dict], cfg: LossConfig, *, dp: int, dp_
     bad = torch.zeros(1, dtype=torch.float64, device=device)
     for buf in [*ddp.buffers, *ddp.expert_parallel_buffers]:
         bad += (~torch.isfinite(buf.grad_data)).any().to(torch.float64)
+    # The step's figures and its real/padded token counts (host ints: no device read) in one all-reduce.
+    tokens = [
+        float(sum(int(mb["tokens"]) for mb in micro)),
+        float(sum(int(mb["padded_tokens"]) for mb in micro)),
+    ]
     packed = torch.cat([loss_sum[None], aux[None], span_loss, sums.flatten()])
     sum_over_pipeline(packed)
+    packed = torch.cat([packed, torch.tensor(tokens, dtype=torch.float64, device=device)])
     torch.distributed.all_reduce(packed, group=dp_group)
     torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
-    return {"packed": packed.cpu(), "bad_grads": float(bad) > 0, "counts": counts}
+    # The step's one read of the device (besides the span counts above): the update must not run on
+    # non-finite gradients, so the host waits here for the step's result. megatron's optimizer step
+    # reads the grad norm (clip_grad) anyway, so this wait costs no overlap the step could otherwise have.
+    host = torch.cat([packed, bad]).cpu()
+    return {
+        "packed": host[:-3],
+        "tokens": (float(host[-3]), float(host[-2])),
+        "bad_grads": bool(host[-1] > 0),
+        "counts": counts,
+    }
 
 
 def run_training(spec: RunSpec) -> dict:
