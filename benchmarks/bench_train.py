@@ -163,9 +163,11 @@ def main() -> int:
     if args.attention == "megatron":  # the before row: swap the spec's core attention back
         from megatron.core.transformer.dot_product_attention import DotProductAttention
 
-        import vpmoe.model.build as build
+        import vpmoe.model.specs as specs
 
-        build.SDPAttention = DotProductAttention
+        specs.SDPAttention = (
+            DotProductAttention  # the spec builder's name; forward_student then passes the mask
+        )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -42,6 +42,8 @@ Execution (both impls share everything except the two row passes and the per-row
        entries are overwritten with their full value (one rounding, no atomics).
     5. grad_h[c] = G @ W (fp32 out), grad_W += G^T @ h_c (fp32 accumulator: a [V, H] fp32 buffer of the
        op's own, or the caller's fp32 ``main_grad``, below).
+  6. vocab-parallel: grad_h is a partial sum (this rank's vocabulary rows); it is all-reduced over the
+     group, or left partial for the caller's reduce-scatter (``reduce_grad_hidden=False``, sequence parallel).
   The gradient is computed in the forward pass ("eager gradient"): with the grad computed here the head
   costs 3 GEMMs; recomputing logits in backward would cost a 4th (1.33x the 3-GEMM floor, over the 1.25x
   target). The price: only the scalar ``loss`` is differentiable (its grad_output scales the saved
@@ -119,6 +121,7 @@ def sparse_kl(
     main_grad: Tensor | None = None,
     main_grad_scale: float = 1.0,
     supervised_rows: Tensor | None = None,
+    reduce_grad_hidden: bool = True,
 ) -> SparseKLResult:
     """Sparse-teacher KL (+ optional CE) of the LM head ``hidden @ weight.T`` without [T, V] logits.
 
@@ -136,6 +139,11 @@ def sparse_kl(
     built on the host where the labels are known before they reach the GPU (head_loss does). It sizes the
     GEMMs without a host sync; checked against labels on the device. None: computed here from labels
     (torch.nonzero: one host sync per call when labels live on CUDA). Rows not in it are skipped entirely.
+    reduce_grad_hidden (vocab-parallel only): True, d loss / d hidden is all-reduced over process_group, so
+    every rank gets the whole gradient of its replicated hidden. False, each rank gets its partial sum (its
+    vocabulary rows' share) and the caller reduces it: hidden all-gathered from sequence-parallel shards
+    (megatron's gather_from_sequence_parallel_region) reduce-scatters it in backward, one collective where
+    an all-reduce here would be a second one, and a wrong one (the shares summed twice: x tp).
     """
     check_args(
         hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, supervised_rows, impl=impl,
@@ -149,6 +157,8 @@ def sparse_kl(
         _GROUPS[group_name] = process_group
     elif vocab_start != 0:
         raise ValueError("vocab_start != 0 needs the process_group that holds the other vocab shards")
+    elif not reduce_grad_hidden:
+        raise ValueError("reduce_grad_hidden=False is for vocab-parallel calls (a process_group)")
     _validate_ids(teacher_ids, labels, weight.shape[0], process_group, teacher_logprobs, supervised_rows)
     if supervised_rows is None:
         # R sizes the GEMMs, so the host must learn it: from a CUDA tensor this waits for the device (the
@@ -161,7 +171,8 @@ def sparse_kl(
     need_gw = torch.is_grad_enabled() and weight.requires_grad
     args = (
         hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, supervised_rows, impl,
-        tail == "bucket", float(temperature), float(ce_weight), int(vocab_start), group_name, need_gh, need_gw,
+        tail == "bucket", float(temperature), float(ce_weight), int(vocab_start), group_name,
+        bool(reduce_grad_hidden), need_gh, need_gw,
     )  # fmt: skip
     if main_grad is not None and need_gw:
         out = _IntoMainGrad.apply(*args, main_grad, float(main_grad_scale))
@@ -237,6 +248,7 @@ def _sparse_kl_impl(
     ce_weight: float,
     vocab_start: int,
     group_name: str,
+    reduce_grad_hidden: bool,
     need_grad_hidden: bool,
     need_grad_weight: bool,
     main_grad: Tensor | None,
@@ -357,7 +369,7 @@ def _sparse_kl_impl(
         elif need_grad_weight:
             _acc_mm_(main_grad, z.t(), h, first=False, alpha=main_grad_scale)
 
-    if need_grad_hidden and group is not None:
+    if need_grad_hidden and group is not None and reduce_grad_hidden:
         import torch.distributed as dist
 
         dist.all_reduce(gh, group=group)
@@ -395,12 +407,13 @@ _Outputs = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 def _sparse_kl_op(
     hidden: Tensor, weight: Tensor, teacher_ids: Tensor, teacher_logprobs: Tensor, labels: Tensor,
     token_weights: Tensor, rows: Tensor, impl: str, tail_bucket: bool, temperature: float, ce_weight: float,
-    vocab_start: int, group_name: str, need_grad_hidden: bool, need_grad_weight: bool,
+    vocab_start: int, group_name: str, reduce_grad_hidden: bool, need_grad_hidden: bool, need_grad_weight: bool,
 ) -> _Outputs:  # fmt: skip
     """Functional: mutates none of its inputs; grad_weight is returned (fp32) and handed to weight.grad."""
     return _sparse_kl_impl(
         hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, rows, impl, tail_bucket,
-        temperature, ce_weight, vocab_start, group_name, need_grad_hidden, need_grad_weight, None, 1.0,
+        temperature, ce_weight, vocab_start, group_name, reduce_grad_hidden, need_grad_hidden, need_grad_weight,
+        None, 1.0,
     )  # fmt: skip
 
 
@@ -408,22 +421,22 @@ def _sparse_kl_op(
 def _sparse_kl_main_grad_op(
     hidden: Tensor, weight: Tensor, teacher_ids: Tensor, teacher_logprobs: Tensor, labels: Tensor,
     token_weights: Tensor, rows: Tensor, impl: str, tail_bucket: bool, temperature: float, ce_weight: float,
-    vocab_start: int, group_name: str, need_grad_hidden: bool, need_grad_weight: bool, main_grad: Tensor,
-    main_grad_scale: float,
+    vocab_start: int, group_name: str, reduce_grad_hidden: bool, need_grad_hidden: bool, need_grad_weight: bool,
+    main_grad: Tensor, main_grad_scale: float,
 ) -> _Outputs:  # fmt: skip
     """Gradient-accumulation fusion: adds main_grad_scale x d loss / d weight into main_grad (declared
     mutated; torch.library gives mutating ops no autograd formula, so _IntoMainGrad wraps it)."""
     return _sparse_kl_impl(
         hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, rows, impl, tail_bucket,
-        temperature, ce_weight, vocab_start, group_name, need_grad_hidden, need_grad_weight, main_grad,
-        main_grad_scale,
+        temperature, ce_weight, vocab_start, group_name, reduce_grad_hidden, need_grad_hidden, need_grad_weight,
+        main_grad, main_grad_scale,
     )  # fmt: skip
 
 
 @_sparse_kl_op.register_fake
 def _fake(hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, rows, impl, tail_bucket,
-          temperature, ce_weight, vocab_start, group_name, need_grad_hidden, need_grad_weight, main_grad=None,
-          main_grad_scale=1.0):  # fmt: skip
+          temperature, ce_weight, vocab_start, group_name, reduce_grad_hidden, need_grad_hidden, need_grad_weight,
+          main_grad=None, main_grad_scale=1.0):  # fmt: skip
     T, H = hidden.shape
     acc = torch.float64 if hidden.dtype == torch.float64 else torch.float32
     vec = hidden.new_empty(T, dtype=acc)
@@ -443,8 +456,8 @@ def _fake(hidden, weight, teacher_ids, teacher_logprobs, labels, token_weights, 
 
 _sparse_kl_main_grad_op.register_fake(_fake)
 
-# Positions in the op's inputs (both ops share the first 15; the main_grad op adds main_grad, its scale).
-_ROWS, _IMPL, _NEED_GH, _NEED_GW, _MG_SCALE = 6, 7, 13, 14, 16
+# Positions in the op's inputs (both ops share the first 16; the main_grad op adds main_grad, its scale).
+_ROWS, _IMPL, _NEED_GH, _NEED_GW, _MG_SCALE = 6, 7, 14, 15, 17
 
 
 def _setup_context(ctx, inputs, output):

@@ -188,6 +188,7 @@ def test_opcheck_schema():
         0.3,
         0,
         "",
+        True,  # reduce_grad_hidden
         True,
         True,
     )
@@ -315,6 +316,8 @@ def test_rejects_bad_ids_and_cpu_triton(monkeypatch):
         run(make_case(T=5, H=4, V=11, k=2, seed=7), impl="triton")
     with pytest.raises(ValueError, match="process_group"):
         run(make_case(T=5, H=4, V=11, k=2, seed=7), impl="torch", vocab_start=3)
+    with pytest.raises(ValueError, match="reduce_grad_hidden=False is for vocab-parallel"):
+        run(make_case(T=5, H=4, V=11, k=2, seed=7), impl="torch", reduce_grad_hidden=False)
 
 
 # ---------------------------------------------------------------------------- Triton (CPU interpreter)
@@ -377,6 +380,16 @@ def _vp_worker(rank, world, init_file, case, configs, out_dir):
             r = sparse_kl(h, w, impl="torch", vocab_start=lo, process_group=dist.group.WORLD, **args, **cfg)
             (r.loss * 1.5).backward()
             results.append(({k: v for k, v in r._asdict().items()}, h.grad, w.grad))
+        # reduce_grad_hidden=False (hidden gathered from sequence-parallel shards): this rank's share only.
+        h = case["hidden"].clone().requires_grad_()
+        w = case["weight"][lo:hi].clone().requires_grad_()
+        args = {k: v for k, v in case.items() if k not in ("hidden", "weight")}
+        r = sparse_kl(
+            h, w, impl="torch", vocab_start=lo, process_group=dist.group.WORLD, reduce_grad_hidden=False,
+            **args, **configs[0],
+        )  # fmt: skip
+        (r.loss * 1.5).backward()
+        results.append((float(r.loss), h.grad, w.grad))
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -404,6 +417,14 @@ def test_vocab_parallel_two_gloo_ranks_equal_single_process(tmp_path):
                     assert rel(res[key], v) < 1e-12, key
             assert rel(gh, gh1) < 1e-12
         assert rel(torch.cat([ranks[0][c][2], ranks[1][c][2]]), gw1) < 1e-12
+    # Partial grad_hidden: the ranks' shares add up to the whole gradient (the caller's reduce-scatter
+    # sums them); loss and grad_weight are unchanged.
+    r1, gh1, gw1 = run(case, impl="torch", grad_output=1.5, **configs[0])
+    partial = [ranks[rank][len(configs)] for rank in range(2)]
+    assert all(rel(p[1], gh1) > 1e-3 for p in partial), "each rank's share alone is not the gradient"
+    assert rel(partial[0][1] + partial[1][1], gh1) < 1e-12
+    assert all(abs(p[0] - float(r1.loss)) < 1e-12 * abs(float(r1.loss)) for p in partial)
+    assert rel(torch.cat([partial[0][2], partial[1][2]]), gw1) < 1e-12
 
 
 def test_non_finite_teacher_logprobs_are_rejected():

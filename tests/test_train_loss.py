@@ -84,9 +84,25 @@ def step_and_grads(
     grads = {
         _global_param_name(n, num_local, ep_rank, offset): g.detach().clone()
         for name, p in model.named_parameters()
-        for n, g in per_expert(name, p.main_grad)  # grouped experts' [E, out, in] as per-expert matrices
+        for n, g in per_expert(name, full_tensor(p, p.main_grad))  # grouped experts: per-expert matrices
     }
     return out["packed"], grads
+
+
+def full_tensor(param, t: torch.Tensor) -> torch.Tensor:
+    """A tensor-parallel shard gathered into the full tensor (tp_shards.py); anything else as is."""
+    from megatron.core import parallel_state
+
+    from vpmoe.model.tp_shards import tensor_parallel_shard
+
+    shard = tensor_parallel_shard(param)
+    if shard is None:
+        return t
+    parts = [torch.empty_like(t) for _ in range(shard.parts)]
+    torch.distributed.all_gather(
+        parts, t.contiguous(), group=parallel_state.get_tensor_model_parallel_group()
+    )
+    return torch.cat(parts, dim=shard.dim)
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +139,12 @@ def _dp2_worker(rank: int, port: str, dataset: str, store: str, out: str) -> Non
     )
     torch.set_num_threads(1)
     torch.distributed.init_process_group(backend="gloo")  # ours: kept across the two layouts
-    for layout, ep, pp in (("dp2", 1, 1), ("dp2-ep2", 2, 1), ("pp2", 1, 2)):
-        init_parallel(ParallelConfig(expert_parallel=ep, pipeline_parallel=pp), device=CPU)
+    for layout, ep, pp, tp in (("dp2", 1, 1, 1), ("dp2-ep2", 2, 1, 1), ("pp2", 1, 2, 1), ("tp2", 1, 1, 2)):
+        init_parallel(
+            ParallelConfig(expert_parallel=ep, pipeline_parallel=pp, tensor_parallel=tp), device=CPU
+        )
         try:
-            dp = 2 // pp  # pp2: both stages see data-parallel rank 0's micro-batches
+            dp = 2 // (pp * tp)  # pp2 / tp2: both ranks see data-parallel rank 0's micro-batches
             result = step_and_grads(dataset, store, micro=1, dp=dp, rank=rank if dp > 1 else 0, ep=ep)
             torch.save(result, Path(out) / f"{layout}-rank{rank}.pt")
         finally:
@@ -137,8 +155,9 @@ def _dp2_worker(rank: int, port: str, dataset: str, store: str, out: str) -> Non
 def test_data_expert_and_pipeline_parallel_two_processes_match_one(
     reference, small_dataset, scored_store, tmp_path
 ):
-    """DP=2, DP=2 x EP=2 (each rank holds half of the experts) and PP=2 (megatron's 1F1B schedule over
-    two stages of one layer each, micro-batches of one sequence), over two gloo processes."""
+    """DP=2, DP=2 x EP=2 (each rank holds half of the experts), PP=2 (megatron's 1F1B schedule over
+    two stages of one layer each, micro-batches of one sequence) and TP=2 (sequence parallel, the
+    vocabulary-parallel head; the step finishes with finalize_model_grads), over two gloo processes."""
     mp.spawn(_dp2_worker, args=(_port(), str(small_dataset), str(scored_store), str(tmp_path)), nprocs=2)
     for rank in range(2):
         assert_same(torch.load(tmp_path / f"dp2-rank{rank}.pt", weights_only=False), reference)
@@ -153,6 +172,8 @@ def test_data_expert_and_pipeline_parallel_two_processes_match_one(
     merged = {**stages[0][1], **stages[1][1]}
     assert_same((stages[0][0], merged), reference)  # the packed sums are summed over the pipeline
     assert_same((stages[1][0], merged), reference)
+    for rank in range(2):  # tp2: full gradients gathered from the shards
+        assert_same(torch.load(tmp_path / f"tp2-rank{rank}.pt", weights_only=False), reference)
 
 
 def test_objective_is_the_span_normalized_sum(reference, small_dataset, scored_store):

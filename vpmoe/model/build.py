@@ -26,10 +26,7 @@ copies of this pass's values.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
-import importlib.util
 import logging
 import math
 import re
@@ -38,23 +35,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from megatron.core import parallel_state, tensor_parallel
-from megatron.core.models.gpt.gpt_layer_specs import (
-    get_gpt_layer_local_spec,
-    get_gpt_layer_with_transformer_engine_spec,
-)
 from megatron.core.models.gpt.gpt_model import GPTModel
-from megatron.core.transformer.dot_product_attention import DotProductAttention
-from megatron.core.transformer.moe.experts import SequentialMLP
-from megatron.core.transformer.moe.moe_layer import MoELayer, MoESubmodules
 from megatron.core.transformer.moe.moe_logging import get_moe_metrics_tracker
 from megatron.core.transformer.moe.moe_utils import MoEAuxLossAutoScaler
 from megatron.core.transformer.transformer_config import TransformerConfig
 from torch import Tensor
 
 from vpmoe.model.config import StudentConfig
-from vpmoe.model.grouped_experts import GroupedExperts, per_expert
+from vpmoe.model.grouped_experts import per_expert
 from vpmoe.model.megatron_cpu import adapt_megatron_for, cpu_adaptations_applied
 from vpmoe.model.sdpa_attention import SDPAttention
+from vpmoe.model.specs import decoder_spec
+from vpmoe.model.tp_shards import tensor_parallel_shard
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +104,8 @@ def init_parallel(cfg: ParallelConfig, *, device: torch.device) -> None:
         tensor_model_parallel_size=cfg.tensor_parallel,
         pipeline_model_parallel_size=pp,
         expert_model_parallel_size=cfg.expert_parallel,
+        # Experts are never split by tensor parallelism (GroupedExperts refuses it; transformer_config).
+        expert_tensor_parallel_size=1,
     )
     log.info(
         "parallel: world %d = tp %d x pp %d x dp %d; experts: ep %d x expert-dp %d; backend %s",
@@ -145,11 +139,10 @@ def transformer_config(cfg: StudentConfig, *, device: torch.device) -> Transform
         )
     tp = parallel_state.get_tensor_model_parallel_world_size()
     ep = parallel_state.get_expert_model_parallel_world_size()
-    if tp > 1 and cfg.layer_spec != "te":
-        raise ValueError(
-            "tensor parallelism with MoE needs sequence parallel, which the local spec's norm rejects: "
-            "use layer_spec='te' (platform notes, megatron-core on CPU)"
-        )
+    if cfg.num_query_groups % tp:
+        # megatron also accepts tp a multiple of the groups (KV heads replicated); the layout-independent
+        # init splits the fused QKV rows into whole query groups (tp_shards.py), so each rank needs its own.
+        raise ValueError(f"num_query_groups {cfg.num_query_groups} is not divisible by tensor_parallel {tp}")
     if cfg.num_moe_experts % ep:
         raise ValueError(f"num_moe_experts {cfg.num_moe_experts} is not divisible by expert_parallel {ep}")
     pp = parallel_state.get_pipeline_model_parallel_world_size()
@@ -194,6 +187,13 @@ def transformer_config(cfg: StudentConfig, *, device: torch.device) -> Transform
         tensor_model_parallel_size=tp,
         pipeline_model_parallel_size=pp,
         expert_model_parallel_size=ep,
+        # Expert tensor parallelism is not supported: under tp > 1 every tensor-parallel rank holds all of
+        # its expert-parallel rank's experts and routes its own sequence shard through them (megatron's
+        # default would split each expert tp ways). Their gradients are summed over the expert-data-parallel
+        # group, which then includes the tensor-parallel ranks (DDP, allreduce=False).
+        expert_tensor_parallel_size=1,
+        # MoE with tensor parallelism needs sequence parallelism (TransformerConfig refuses it otherwise);
+        # the local spec's norm supports it (rms_norm.py).
         sequence_parallel=tp > 1,
         bf16=bf16,
         params_dtype=torch.bfloat16 if bf16 else torch.float32,
@@ -203,74 +203,6 @@ def transformer_config(cfg: StudentConfig, *, device: torch.device) -> Transform
         batch_p2p_comm=device.type == "cuda",
         use_cpu_initialization=device.type == "cpu",
     )
-
-
-def layer_spec(cfg: StudentConfig):
-    """The layer spec: megatron-core's own modules or Transformer Engine's; grouped or sequential experts."""
-    grouped = cfg.experts == "grouped"
-    if cfg.layer_spec == "te":
-        if importlib.util.find_spec("transformer_engine") is None:
-            raise RuntimeError(
-                "layer_spec='te' but transformer_engine is not installed; use the production container "
-                "or layer_spec='local'"
-            )
-        log.info(
-            "layer spec: te (Transformer Engine modules), experts: %s",
-            "TEGroupedMLP (grouped GEMM)" if grouped else "SequentialMLP (one expert at a time)",
-        )
-        return get_gpt_layer_with_transformer_engine_spec(
-            num_experts=cfg.num_moe_experts, moe_grouped_gemm=grouped
-        )
-    spec = _with_sdpa_attention(
-        get_gpt_layer_local_spec(
-            num_experts=cfg.num_moe_experts, moe_grouped_gemm=False, normalization="RMSNorm"
-        )
-    )
-    if not grouped:
-        log.info(
-            "layer spec: local (megatron-core modules, SDPA attention), experts: SequentialMLP (one expert at a time)"
-        )
-        return spec
-    log.info(
-        "layer spec: local (megatron-core modules, SDPA attention), experts: GroupedExperts (grouped GEMM)"
-    )
-    return _with_grouped_experts(spec)
-
-
-def _with_sdpa_attention(spec):
-    """The local spec with `SDPAttention` (fused kernel) as the self-attention's core attention in place of
-    megatron's `DotProductAttention`, which materializes [b * heads, s, s] scores (sdpa_attention.py)."""
-    attn = getattr(getattr(spec.submodules, "self_attention", None), "submodules", None)
-    if getattr(attn, "core_attention", None) is not DotProductAttention:
-        raise RuntimeError(
-            f"megatron-core's local attention spec changed shape ({attn!r}); revisit build._with_sdpa_attention"
-        )
-    attn.core_attention = SDPAttention
-    return spec
-
-
-def _with_grouped_experts(spec):
-    """The local spec with `GroupedExperts` in place of `SequentialMLP` (all else, router included, kept).
-
-    megatron-core 0.19.2's local spec builds the MoE layer as `partial(MoELayer, submodules=MoESubmodules(
-    experts=partial(SequentialMLP, ...), ...))` (`moe_module_specs.get_moe_module_spec_for_backend`) and
-    offers no hook for another experts module; any module with the experts interface may go there.
-    """
-    mlp = spec.submodules.mlp
-    moe = mlp.keywords.get("submodules") if isinstance(mlp, functools.partial) else None
-    experts = getattr(moe, "experts", None)
-    if not (
-        isinstance(moe, MoESubmodules)
-        and mlp.func is MoELayer
-        and isinstance(experts, functools.partial)
-        and experts.func is SequentialMLP
-    ):
-        raise RuntimeError(
-            f"megatron-core's local MoE spec changed shape (mlp={mlp!r}); revisit build._with_grouped_experts"
-        )
-    grouped = dataclasses.replace(moe, experts=GroupedExperts)
-    spec.submodules.mlp = functools.partial(MoELayer, *mlp.args, **{**mlp.keywords, "submodules": grouped})
-    return spec
 
 
 def build_student(cfg: StudentConfig, *, device: torch.device, seed: int) -> GPTModel:
@@ -296,7 +228,7 @@ def build_student(cfg: StudentConfig, *, device: torch.device, seed: int) -> GPT
         torch.manual_seed(seed)
         model = GPTModel(
             config=tcfg,
-            transformer_layer_spec=layer_spec(cfg),
+            transformer_layer_spec=decoder_spec(cfg, tcfg),
             vocab_size=cfg.vocab_size,
             max_sequence_length=cfg.max_seq_len,
             share_embeddings_and_output_weights=cfg.tie_embeddings,
@@ -376,12 +308,9 @@ def _init_parameters(model: GPTModel, cfg: StudentConfig, *, seed: int) -> None:
     the one-process model, which the "same loss as one process" tests need. Distributions are megatron's:
     N(0, init_method_std), output projections N(0, init_method_std / sqrt(2 * num_layers)); norm weights
     keep their ones. Grouped experts draw each expert's slice under its sequential name, so grouped and
-    sequential experts start identical. Tensor-parallel shards would need the unsharded draw: under tp > 1
-    megatron's own (layout-dependent) initialization is kept and logged.
+    sequential experts start identical. A tensor-parallel shard is this rank's slice of the full draw
+    (tp_shards.py), so a TP=2 model is the one-process model split.
     """
-    if parallel_state.get_tensor_model_parallel_world_size() > 1:
-        log.warning("init: megatron's own initialization (tensor parallel: depends on the layout)")
-        return
     ep = parallel_state.get_expert_model_parallel_world_size()
     ep_rank = parallel_state.get_expert_model_parallel_rank()
     num_local_experts = cfg.num_moe_experts // ep
@@ -390,13 +319,15 @@ def _init_parameters(model: GPTModel, cfg: StudentConfig, *, seed: int) -> None:
     for name, param in model.named_parameters():
         if param.dim() < 2:
             continue
+        shard = tensor_parallel_shard(param)
         for local_name, target in per_expert(name, param):
             global_name = _global_param_name(local_name, num_local_experts, ep_rank, layer_offset)
             std = scaled_std if _OUTPUT_PROJECTION.search(local_name) else cfg.init_method_std
             generator = torch.Generator(device=param.device).manual_seed(_param_seed(seed, global_name))
-            draw = torch.empty(target.shape, dtype=torch.float32, device=param.device)
+            shape = target.shape if shard is None else shard.full_shape(target.shape)
+            draw = torch.empty(shape, dtype=torch.float32, device=param.device)
             draw.normal_(mean=0.0, std=std, generator=generator)
-            target.copy_(draw)
+            target.copy_(draw if shard is None else shard.of(draw))
 
 
 @dataclass(frozen=True)
@@ -404,8 +335,7 @@ class LMHeadInputs:
     """What the loss head needs instead of logits: logits would be `hidden @ weight.T`.
 
     hidden: [s, b, h], sequence-first, after the final RMSNorm; the full sequence of this rank's
-        micro-batch (gathered from sequence-parallel shards when tp > 1; the gather's backward
-        reduce-scatters, as megatron's own output layer does).
+        micro-batch (all-gathered from the sequence-parallel shards when tp > 1: `sequence_parallel`).
     weight: [V_local, h], this tensor-parallel rank's vocabulary rows vocab_start .. vocab_start + V_local
         of the output layer (the whole 201088-row vocabulary when tp == 1). A parameter: the loss's
         gradient flows into it directly.
@@ -413,6 +343,11 @@ class LMHeadInputs:
     tp_group: the vocabulary-parallel process group (None when tp == 1), for the loss head's all-reduces.
     weight_shared: the weight is the input embedding's (tied): its gradient has a second source, so the
         loss head must not write it into megatron's main_grad directly (vpmoe/train/loss.py).
+    sequence_parallel: hidden came through the sequence-parallel all-gather, whose backward reduce-scatters
+        (sums over tp_group, keeps this rank's rows), as for megatron's own output layer
+        (ColumnParallelLinear with sequence_parallel). The gradient reaching hidden must therefore be this
+        rank's partial sum, the share of its vocabulary rows; a head that reduced it over tp_group itself
+        would count it tp times (kernels.sparse_kl: reduce_grad_hidden=False).
     """
 
     hidden: Tensor
@@ -420,6 +355,7 @@ class LMHeadInputs:
     vocab_start: int
     tp_group: torch.distributed.ProcessGroup | None
     weight_shared: bool = False
+    sequence_parallel: bool = False
 
 
 @dataclass(frozen=True)
@@ -447,6 +383,11 @@ def _lm_head_inputs(
     weight = output_weight if output_weight is not None else output_layer.weight
     tp_group = output_layer.tp_group if output_layer.tp_group.size() > 1 else None
     if output_layer.sequence_parallel:
+        # Backward: one reduce-scatter of the head's partial grad_hidden ((tp - 1) / tp of [s, b, h] per
+        # rank, in the hidden's dtype) both sums the vocabulary shards' shares and hands each rank its
+        # sequence rows, as megatron's ColumnParallelLinear does. The alternative, the head all-reducing
+        # grad_hidden and this gather only splitting (tensor_parallel_output_grad=False), moves twice the
+        # bytes (an all-reduce is a reduce-scatter plus an all-gather) and in fp32.
         hidden_states = tensor_parallel.gather_from_sequence_parallel_region(
             hidden_states, tensor_parallel_output_grad=True, group=output_layer.tp_group
         )
@@ -457,6 +398,7 @@ def _lm_head_inputs(
         vocab_start=vocab_start,
         tp_group=tp_group,
         weight_shared=output_weight is not None,
+        sequence_parallel=bool(output_layer.sequence_parallel),
     )
 
 
@@ -513,6 +455,24 @@ def _check_allgather_token_counts(cfg: TransformerConfig, tokens: int, device: t
         )
 
 
+def _reduce_over_sequence_shards(aux_losses: dict[str, Tensor]) -> None:
+    """In place: the whole micro-batch's aux-loss values from each tensor-parallel rank's sequence shard.
+
+    Under sequence parallelism each rank's router sees s / tp tokens (megatron-core 0.19.2 `router.py`): the
+    load-balancing loss is computed from its own probabilities and the group's token counts, a partial sum
+    (recorded with reduce_group=tp_cp: SUM); the z-loss is its shard's token mean (recorded with an averaging
+    group: MEAN over the equal shards). Their gradients need nothing: the router weight's is summed over
+    the group by finalize_model_grads (it is marked sequence_parallel).
+    """
+    group = parallel_state.get_tensor_model_parallel_group()
+    for name, values in aux_losses.items():
+        torch.distributed.all_reduce(values, group=group)
+        if name == Z_LOSS:
+            values /= group.size()
+        elif name != LOAD_BALANCING_LOSS:
+            raise RuntimeError(f"unknown MoE metric {name!r}: how it reduces over sequence shards is unknown")
+
+
 def _unwrap(model) -> GPTModel:
     inner = model
     while not isinstance(inner, GPTModel):
@@ -548,6 +508,11 @@ def forward_student(
     b, s = input_ids.shape
     if s > gpt.max_sequence_length:
         raise ValueError(f"sequence length {s} exceeds the model's max_seq_len {gpt.max_sequence_length}")
+    if cfg.sequence_parallel and s % cfg.tensor_model_parallel_size:
+        raise ValueError(
+            f"sequence length {s} is not divisible by tensor_parallel {cfg.tensor_model_parallel_size}: "
+            "sequence parallelism splits the sequence evenly; pad micro-batches to a multiple of it"
+        )
     aux_on = cfg.moe_aux_loss_coeff > 0 or cfg.moe_z_loss_coeff is not None
     if gpt.training and aux_on and MoEAuxLossAutoScaler.main_loss_backward_scale is None:
         raise RuntimeError(
@@ -577,6 +542,8 @@ def forward_student(
             f"GPTModel.forward returned {type(head).__name__}, not the output_processor's result"
         )
     aux_losses = {name: entry.values.clone() for name, entry in tracker.metrics.items()}
+    if cfg.sequence_parallel:
+        _reduce_over_sequence_shards(aux_losses)
     coeffs = {LOAD_BALANCING_LOSS: cfg.moe_aux_loss_coeff, Z_LOSS: cfg.moe_z_loss_coeff or 0.0}
     weighted = sum(
         (coeffs[name] * values.sum() for name, values in aux_losses.items() if name in coeffs),

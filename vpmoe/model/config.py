@@ -51,7 +51,7 @@ class StudentConfig:
     attention_dropout: float = 0.0
     norm_epsilon: float = 1e-5
     # "local": megatron-core's own modules (CPU, any machine). "te": Transformer Engine modules (the
-    # production GPU container; required for tensor parallelism with MoE, which needs sequence parallel).
+    # production GPU container). Both run tensor parallelism (sequence parallel; local: vpmoe RMSNorm).
     layer_spec: str = "local"
     # How each MoE layer runs its local experts. "grouped": one grouped GEMM per projection over all of them
     # (local spec: vpmoe.model.grouped_experts.GroupedExperts; te spec: megatron's TEGroupedMLP).

@@ -34,8 +34,9 @@ tensor-parallel attributes of `ColumnParallelLinear` / `RowParallelLinear`; grad
 which megatron's DDP accumulates into `main_grad` (the distributed optimizer shards that buffer as for any
 parameter). `sharded_state_dict` exposes exactly `SequentialMLP`'s sharded tensors and objects (one per
 global expert, linear_fc1 split into its SwiGLU halves), so checkpoints move between grouped and sequential
-experts and between expert-parallel sizes. Expert tensor parallelism is not supported (the local spec
-refuses TP > 1).
+experts and between expert-parallel sizes. Expert tensor parallelism is not supported: the student keeps
+expert_tensor_parallel_size at 1 (vpmoe/model/build.py), so under TP every tensor-parallel rank holds whole
+experts and routes its own sequence shard through them.
 """
 
 from __future__ import annotations

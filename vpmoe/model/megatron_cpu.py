@@ -20,9 +20,13 @@ Default causal masks are built on CUDA (`transformer/utils.py` get_default_causa
 
 Measured to run with these (tests/test_student_model.py): the model forward/backward, the allgather MoE
 dispatcher under expert parallelism, Megatron DDP's grad all-reduce, Megatron's fp32 optimizer with grad
-clipping, dist_checkpointing save/load, the 1F1B pipeline schedule and its p2p layer; world size 1 and 2
-(DP=2, DP=2 x EP=2, PP=2). Not covered, because the
-CPU path does not use them: the alltoall dispatcher (`build.transformer_config` picks allgather on CPU),
+clipping, dist_checkpointing save/load, the 1F1B pipeline schedule and its p2p layer, sequence parallelism's
+all-gathers and reduce-scatters with `finalize_model_grads`; world size 1 and 2 (DP=2, DP=2 x EP=2, PP=2;
+TP=2 in tests/test_tensor_parallel.py). torch 2.13's
+gloo runs every collective megatron uses there (`all_gather_into_tensor`, `reduce_scatter_tensor`, the
+`_base` variants, with correct results): none needs an adaptation, only the CUDA device of the buffers they
+write into (`tensor_parallel.mappings`, `tensor_parallel.layers`). Not covered, because the CPU path does
+not use them: the alltoall dispatcher (`build.transformer_config` picks allgather on CPU),
 DDP's overlapped grad reduce (CUDA streams), the distributed optimizer, the bf16 optimizer (refused on CPU).
 
 Every patch checks that its target still exists and still contains the CUDA hard-code it works around:
@@ -78,6 +82,13 @@ _PATCHED_MODULES = (
         ("device=torch.cuda.current_device()",),
         "the all-gather / reduce-scatter helpers allocate their outputs on torch.cuda.current_device() "
         "(lines 145, 180, ...): the allgather MoE dispatcher goes through them under expert parallelism",
+    ),
+    _ModulePatch(
+        "megatron.core.tensor_parallel.layers",
+        ("device=torch.cuda.current_device()",),
+        "under sequence parallelism the column-parallel linears' backward allocates the reduce-scatter "
+        "output of the input gradient on torch.cuda.current_device() (line 647, "
+        "LinearWithGradAccumulationAndAsyncCommunication.backward)",
     ),
     _ModulePatch(
         "megatron.core.distributed.param_and_grad_buffer",

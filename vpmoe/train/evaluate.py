@@ -36,8 +36,9 @@ def common_shapes(model, micro: list[dict], device) -> list[dict]:
     """Under expert parallelism with the allgather dispatcher (CPU), every rank of the expert group must
     run micro-batch j with the same [b, s] (build.py _check_allgather_token_counts): pad to the group's max.
     Under pipeline parallelism every micro-batch of the step gets the step's largest [b, s] (one activation
-    shape between stages). The padding is masked (labels -100, padding mask), so the loss and gradients
-    do not change."""
+    shape between stages). Under tensor parallelism the sequence is split evenly over the tensor-parallel
+    ranks (sequence parallelism): s is rounded up to a multiple of their number. The padding is masked
+    (labels -100, padding mask), so the loss and gradients do not change."""
     from megatron.core import parallel_state
 
     # model: the GPTModel or megatron's DDP around it; both carry the TransformerConfig as .config
@@ -51,7 +52,10 @@ def common_shapes(model, micro: list[dict], device) -> list[dict]:
     )
     if allgather:
         torch.distributed.all_reduce(shapes, op=torch.distributed.ReduceOp.MAX, group=group)
-    if not (pipelined or allgather):
+    tp = parallel_state.get_tensor_model_parallel_world_size()
+    if tp > 1:
+        shapes[:, 1] = (shapes[:, 1] + tp - 1) // tp * tp
+    if not (pipelined or allgather or tp > 1):
         return micro
     return [pad_batch(mb, int(b), int(s)) for mb, (b, s) in zip(micro, shapes.tolist(), strict=True)]
 

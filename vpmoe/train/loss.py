@@ -125,6 +125,9 @@ def head_loss(
         ce_weight=cfg.ce_weight,
         vocab_start=head.vocab_start,
         process_group=head.tp_group,
+        # Sequence parallel: the hidden's all-gather reduce-scatters its gradient in backward, so the head
+        # leaves grad_hidden partial (one collective, not an all-reduce on top: vpmoe/model/build.py).
+        reduce_grad_hidden=not head.sequence_parallel,
         main_grad=main_grad if fuse else None,
         main_grad_scale=backward_scale if fuse else 1.0,
     )

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from megatron.core.distributed import finalize_model_grads
 
 from vpmoe.model.build import (
     ParallelConfig,
@@ -393,7 +394,8 @@ def step_gradients(ddp, opt, micro: list[dict], cfg: LossConfig, *, dp: int, dp_
         return res.loss * dp  # backpropagated as is: grad_output dp, what head_loss was promised
 
     aux = run_micro_batches(ddp, micro, loss_fn, device=device)
-    ddp.finish_grad_sync()
+    # DDP's reduction, then the tensor-parallel sum of sequence-parallel parameters' gradients (norms, routers)
+    finalize_model_grads([ddp])
     # Non-finite gradients anywhere (any rank, any buffer) -> flag, reduced with MAX over the world.
     bad = torch.zeros(1, dtype=torch.float64, device=device)
     for buf in [*ddp.buffers, *ddp.expert_parallel_buffers]:
