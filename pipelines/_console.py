@@ -58,7 +58,10 @@ def stage_log_file(stage: str, run_dir: str | Path) -> Path:
 def route_console(log_file: str | Path, *, verbose: bool) -> Path:
     """Route third-party output to `log_file` (module docstring). Returns the file's path."""
     log_file = Path(log_file)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. the output path runs through a file: say so before any work
+        raise SystemExit(f"cannot create the log directory {log_file.parent}: {e.strerror}") from None
     # vLLM installs its own stdout handler unless told not to; then its records reach ours through root.
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
     stream = open(log_file, "a", buffering=1)  # noqa: SIM115 (lives as long as the process)

@@ -114,7 +114,10 @@ def test_loss_falls_and_outputs(reference_run):
         want = [(r["step"], r[tag]) for r in read_metrics(run_dir / "metrics.jsonl", kind)]
         got = tensorboard_scalars(run_dir, f"{kind}/{tag}")
         assert [g[0] for g in got] == [w[0] for w in want], (kind, tag)
-        assert [g[1] for g in got] == pytest.approx([w[1] for w in want], rel=1e-6), (kind, tag)  # fp32 events
+        assert [g[1] for g in got] == pytest.approx([w[1] for w in want], rel=1e-6), (
+            kind,
+            tag,
+        )  # fp32 events
     # checkpoints: keep_last=1 leaves only the newest, complete, with provenance
     done = complete_checkpoints(run_dir / "checkpoints")
     assert [s for s, _ in done] == [STEPS]

@@ -82,7 +82,9 @@ class MetricsLog:
                 ) from None
             # purge_step: the viewer drops events a killed run wrote past its last checkpoint, as the
             # jsonl drops those records below.
-            self._tb = SummaryWriter(str(self.path.parent), purge_step=resume_step + 1 if resume_step else None)
+            self._tb = SummaryWriter(
+                str(self.path.parent), purge_step=resume_step + 1 if resume_step else None
+            )
         if self.path.exists():
             # Records past the step we resume from belong to a run that was killed after its last
             # checkpoint: that history is gone, and the resumed run writes those steps again.
@@ -100,7 +102,11 @@ class MetricsLog:
         if self._tb is not None:
             kind, step = record.get("kind", "train"), record["step"]
             for key, value in record.items():
-                if key not in ("kind", "step") and isinstance(value, int | float) and not isinstance(value, bool):
+                if (
+                    key not in ("kind", "step")
+                    and isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                ):
                     self._tb.add_scalar(f"{kind}/{key}", value, step)
             self._tb.flush()
 
