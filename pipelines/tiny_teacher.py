@@ -1,6 +1,6 @@
 """Build the tiny random GPT-OSS teacher used by the tests and the demo.
 
-python -m pipelines.tiny_teacher output=<dir> [teacher.dtype=bfloat16] [teacher.seed=1]
+python -m pipelines.tiny_teacher output=<dir> [teacher.dtype=bfloat16] [teacher.seed=1] [teacher.tie_word_embeddings=true]
 """
 
 from __future__ import annotations

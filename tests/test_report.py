@@ -21,6 +21,13 @@ def report_args(store, dataset, out):
     return f"store={store}", f"dataset={dataset}", f"output={out}"
 
 
+def verdict_line(stdout: str) -> str:
+    """The console's verdict line (the console may end with the note naming the third-party log file)."""
+    lines = [x for x in stdout.splitlines() if x.startswith("report ")]
+    assert lines, stdout[-3000:]
+    return lines[-1]
+
+
 @pytest.fixture(scope="module")
 def clean_run(scored_store, small_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "clean"
@@ -30,7 +37,7 @@ def clean_run(scored_store, small_dataset, tmp_path_factory):
 def test_scored_store_passes(clean_run, small_dataset):
     res, out = clean_run
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    verdict = res.stdout.strip().splitlines()[-1]
+    verdict = verdict_line(res.stdout)
     assert verdict.startswith(f"report PASS: {len(CHECKS)}/{len(CHECKS)} checks passed"), verdict
     data = json.loads((out / "report.json").read_text())
     assert data["verdict"] == "PASS" and all(c["passed"] for c in data["checks"].values())
@@ -130,6 +137,15 @@ def extra_marker(store, stem):
     shutil.copy(store / SHARDS / f"{stem}{MARKER_SUFFIX}", store / SHARDS / f"shard-09999{MARKER_SUFFIX}")
 
 
+def uniform_rows(store, stem):
+    """Every row exactly uniform, as vLLM scores a GPT-OSS whose output layer was never loaded (issue 18):
+    each log-prob -ln(vocab), the actual token tied with every id (vLLM's rank: the whole vocabulary)."""
+    lp = -np.log(201088)
+    edit_array(store, stem, "topk_logprobs", lambda a: a.__setitem__(slice(None), lp))
+    edit_array(store, stem, "target_logprob", lambda a: a.__setitem__(slice(None), lp))
+    edit_array(store, stem, "target_rank", lambda a: a.__setitem__(slice(None), 201088))
+
+
 CORRUPTIONS = {
     # kind: (shard index, corruption, expected failed checks, shard the first check names)
     "missing_shard": (1, missing_shard, {"shards_committed"}, None),
@@ -157,6 +173,7 @@ CORRUPTIONS = {
         None,
     ),
     "code_outside_vocab": (1, set_value("topk_id_codes", (4, 2), 201088), {"ids_in_range"}, None),
+    "uniform_rows": (2, uniform_rows, {"teacher_not_degenerate"}, None),
 }
 
 
@@ -189,11 +206,26 @@ def test_cli_exit_status_and_verdict_on_failure(scored_store, small_dataset, tmp
     out = tmp_path / "report"
     res = run_module("pipelines.report", *report_args(store, small_dataset, out))
     assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
-    verdict = res.stdout.strip().splitlines()[-1]
+    verdict = verdict_line(res.stdout)
     assert verdict.startswith("report FAIL") and f"finite [{stem}]" in verdict, verdict
     data = json.loads((out / "report.json").read_text())
     assert data["checks"]["finite"]["shards"][stem]["first"]["row"] == 5
     assert "**FAIL**" in (out / "report.md").read_text()
+
+
+def test_cli_fails_a_store_of_uniform_rows(scored_store, small_dataset, tmp_path):
+    store = copy_store(scored_store, tmp_path)
+    stem = stems(store)[0]
+    uniform_rows(store, stem)
+    out = tmp_path / "report"
+    res = run_module("pipelines.report", *report_args(store, small_dataset, out))
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    verdict = verdict_line(res.stdout)
+    assert f"failed: teacher_not_degenerate [{stem}]" in verdict, verdict
+    check = json.loads((out / "report.json").read_text())["checks"]["teacher_not_degenerate"]
+    detail = check["shards"][stem]["first"]["detail"]
+    assert "near-uniform teacher output" in detail and "min_top1_gain=2.0" in detail, detail
+    assert "is 0.00" in detail or "is -0.00" in detail, detail  # the gain over uniform: none
 
 
 def test_store_from_another_dataset(scored_store, tmp_path):
@@ -223,6 +255,8 @@ def test_store_argument_and_config_ranges(small_dataset, scored_store, tmp_path)
         ReportConfig(hist_bins=7)
     with pytest.raises(ValueError, match="mass_tolerance"):
         ReportConfig(mass_tolerance=-1.0)
+    with pytest.raises(ValueError, match="min_top1_gain"):
+        ReportConfig(min_top1_gain=11.0)
 
 
 def hand_block(**changes):

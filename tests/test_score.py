@@ -14,6 +14,7 @@ from conftest import REPO, cli_env, run_module, score_args
 
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.teacher.engine import TeacherError, teacher_identity
+from vpmoe.teacher.score import ScoreConfig
 from vpmoe.teacher.store import MARKER_SUFFIX, SHARDS, StoreError
 from vpmoe.teacher.store_reader import TeacherStoreReader
 
@@ -246,7 +247,9 @@ def test_cli_errors(tmp_path, small_dataset, tiny_teacher):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     res = run_module("pipelines.score", *score_args(small_dataset, tiny_teacher, blocker / "sub"))
-    assert res.returncode == 1 and "cannot create store directory" in res.stdout
+    # the first thing the scorer creates under output= is its log directory (pipelines/_console.py)
+    assert res.returncode == 1 and f"cannot create the log directory {blocker / 'sub' / 'logs'}" in res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
     assert not list(tmp_path.glob("s/*"))
 
 
@@ -436,3 +439,68 @@ def test_store_is_valid_zarr_and_chunks_are_zarrs_own_bytes(tmp_path, small_data
             IdOrder(stored["id_order"], 201088).decode(stored["topk_id_codes"]), rows.topk_ids
         )
         np.testing.assert_array_equal(logprobs_from_deltas(stored["topk_logprob_deltas"]), rows.topk_logprobs)
+
+
+# Issue 18: a teacher the engine would run wrongly is never stored.
+
+
+def test_tied_teacher_is_refused_before_vllm_starts(tmp_path, small_dataset):
+    """save_pretrained of a tied GPT-OSS writes no lm_head.weight; vLLM's GPT-OSS does not tie and would
+    score with an output layer never loaded (every row uniform). The scorer exits 1 naming the fix."""
+    teacher = tmp_path / "tied"
+    res = run_module("pipelines.tiny_teacher", f"output={teacher}", "teacher.tie_word_embeddings=true")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / "store"
+    res = run_module("pipelines.score", *score_args(small_dataset, teacher, out))
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    for text in ("tied to its embedding", "tie_word_embeddings: true", "no lm_head.weight", "save it untied"):
+        assert text in res.stdout, (text, res.stdout[-3000:])
+    assert "Loading safetensors" not in res.stdout + res.stderr  # refused before vLLM loads anything
+    assert not list(out.rglob(SHARDS))
+
+
+def test_each_sign_of_tying_is_refused(tmp_path, tiny_teacher):
+    from safetensors.torch import load_file, save_file
+
+    said_tied = tmp_path / "said_tied"  # lm_head.weight present, config says tied
+    shutil.copytree(tiny_teacher, said_tied)
+    cfg = json.loads((said_tied / "config.json").read_text())
+    (said_tied / "config.json").write_text(json.dumps({**cfg, "tie_word_embeddings": True}))
+    with pytest.raises(TeacherError, match="tie_word_embeddings: true") as e:
+        teacher_identity(said_tied, 201088)
+    assert "no lm_head.weight" not in str(e.value)
+    no_head = tmp_path / "no_head"  # config says untied, but no lm_head.weight
+    shutil.copytree(tiny_teacher, no_head, ignore=shutil.ignore_patterns("*.safetensors"))
+    tensors = load_file(tiny_teacher / "model.safetensors")
+    del tensors["lm_head.weight"]
+    save_file(tensors, no_head / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(TeacherError, match=r"no lm_head\.weight tensor in model\.safetensors") as e:
+        teacher_identity(no_head, 201088)
+    assert "tie_word_embeddings: true" not in str(e.value)
+    teacher_identity(tiny_teacher, 201088)  # the untied teacher passes
+
+
+def test_uniform_first_batch_stops_scoring_before_commit(tmp_path, small_dataset, tiny_teacher):
+    """A teacher whose output layer is zero (what vLLM runs for a tied checkpoint) gives exactly uniform
+    rows through the real pipeline; the first batch check stops the run and nothing is committed."""
+    from safetensors.torch import load_file, save_file
+
+    flat = tmp_path / "flat"
+    shutil.copytree(tiny_teacher, flat, ignore=shutil.ignore_patterns("*.safetensors"))
+    tensors = load_file(tiny_teacher / "model.safetensors")
+    tensors["lm_head.weight"].zero_()
+    save_file(tensors, flat / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "store"
+    res = run_module("pipelines.score", *score_args(small_dataset, flat, out))
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    for text in (
+        "shard shard-00000, first scored batch: near-uniform teacher output",
+        "-ln(201088) = -12.2115",
+        "min_top1_gain=2.0",
+        "Nothing was committed",
+    ):
+        assert text in res.stdout, (text, res.stdout[-3000:])
+    shards = list(out.rglob(SHARDS))
+    assert len(shards) <= 1 and not [p for s in shards for p in s.iterdir()]  # no marker, no temp dir
+    with pytest.raises(ValueError, match="min_top1_gain"):
+        ScoreConfig(min_top1_gain=0.0)

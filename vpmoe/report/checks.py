@@ -33,6 +33,8 @@ CHECKS = {
     "topk_mass": "top-k probability mass <= 1 + mass_tolerance + fp16 rounding bound",
     "target_consistent": "actual-token log-prob equals the top-k entry of that token where it appears "
     "(fp16 tolerance), and its rank agrees with the row",
+    "teacher_not_degenerate": "per shard, the mean top-1 log-prob is at least min_top1_gain nats above a "
+    "uniform distribution's -ln(vocab): not the near-uniform rows of a teacher the engine ran wrongly",
 }
 ROOT = "(root)"  # the shard name of findings about the store as a whole (root attributes)
 

@@ -43,6 +43,10 @@ class ReportConfig:
     logprob_tolerance: float = 1e-4
     # Top-k mass may exceed 1 by this much on top of the fp16 rounding bound (2^-11 x top-k entropy).
     mass_tolerance: float = 1e-3
+    # teacher_not_degenerate: a shard's mean top-1 log-prob must be at least this many nats above a uniform
+    # distribution's -ln(vocab); the scorer's own bound on each shard's first batch (ScoreConfig, and
+    # vpmoe/teacher/convert.py near_uniform for why 2).
+    min_top1_gain: float = 2.0
     # Bins of the histograms in report.json and the PNGs.
     hist_bins: int = 50
     # Processes scanning shards in parallel (spawned; 1 = in this process). The scan is CPU-bound
@@ -55,6 +59,8 @@ class ReportConfig:
             raise ValueError(f"logprob_tolerance must be in [0, 1), got {self.logprob_tolerance}")
         if not 0.0 <= self.mass_tolerance < 1.0:
             raise ValueError(f"mass_tolerance must be in [0, 1), got {self.mass_tolerance}")
+        if not 0.0 < self.min_top1_gain <= 10.0:
+            raise ValueError(f"min_top1_gain must be in (0, 10] nats, got {self.min_top1_gain}")
         if not (2 <= self.hist_bins <= FINE_BINS and FINE_BINS % self.hist_bins == 0):
             raise ValueError(f"hist_bins must divide {FINE_BINS} and be >= 2, got {self.hist_bins}")
         if not 1 <= self.workers <= 1024:

@@ -18,6 +18,7 @@ from vpmoe.data.prepared import PreparedDataset
 from vpmoe.report.checks import CheckLog, RowBlock, decode, value_failures
 from vpmoe.report.stats import StatsAccumulator, row_metrics
 from vpmoe.report.store_checks import check_checksums
+from vpmoe.teacher.convert import near_uniform
 from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas
 from vpmoe.teacher.store import ARRAYS, LAYOUT, ArrayFile, sample_ids_digest
 
@@ -92,6 +93,10 @@ class ShardScan:
         self.positions: np.ndarray | None = None
         self.unreadable: dict[str, list[tuple[int, int]]] = {}  # array -> row ranges of bad chunks
         self.id_order: IdOrder | None = None
+        # Over the rows that passed every value check: sums of the top-1 log-prob and of the actual
+        # token's NLL (teacher_not_degenerate).
+        self.top1_sum = self.nll_sum = 0.0
+        self.ok_rows = 0
 
     def fail(self, check: str, detail: str, *, count: int = 1, row: int | None = None) -> None:
         self.checks.fail(
@@ -281,6 +286,7 @@ class ShardScan:
                         target_rank=got["target_rank"][sl],
                     )
                     ok = self._check_block(block, dec := decode(block))
+                    self._add_top1(dec.x[:, 0], block.target_logprob, ok)
                     if codes is not None:
                         rows = np.arange(c, d_)[ok] if not ok.all() else np.arange(c, d_)
                         sel = ok if not ok.all() else slice(None)
@@ -300,6 +306,23 @@ class ShardScan:
                     stats.add({g: v[rows] for g, v in codes.items()}, metrics, self.k)
             if bar is not None:
                 bar.update(b - a)
+        self._check_not_uniform()
+
+    def _add_top1(self, top1: np.ndarray, target_logprob: np.ndarray, ok: np.ndarray) -> None:
+        if not ok.all():
+            top1, target_logprob = top1[ok], target_logprob[ok]
+        self.top1_sum += float(top1.sum(dtype=np.float64))
+        self.nll_sum -= float(target_logprob.sum(dtype=np.float64))
+        self.ok_rows += len(top1)
+
+    def _check_not_uniform(self) -> None:
+        """teacher_not_degenerate: the shard's mean top-1 log-prob against uniform (convert.near_uniform)."""
+        if not self.ok_rows:
+            return
+        n = self.ok_rows
+        why = near_uniform(self.top1_sum / n, self.nll_sum / n, n, self.vocab, self.cfg.min_top1_gain)
+        if why is not None:
+            self.fail("teacher_not_degenerate", why, count=n)
 
     def _check_block(self, block: RowBlock, dec) -> np.ndarray:
         """Run the value checks on one block, record failures; returns the rows that passed all."""

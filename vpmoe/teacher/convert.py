@@ -159,3 +159,27 @@ def _validate(
         "top-k not in descending order",
     )
     check("bad_rank", not (target_rank.min() >= 1), lambda: target_rank < 1, "rank < 1")
+
+
+def near_uniform(
+    top1_logprob_mean: float, nll_mean: float, rows: int, vocab: int, min_top1_gain: float
+) -> str | None:
+    """Why rows look like a teacher that was run wrongly (near-uniform output), or None (issue 18).
+
+    The gain is the mean over rows of log(p_top1 / (1/vocab)) = top-1 log-prob + ln(vocab): exactly 0 for
+    uniform rows (a zero output layer: vpmoe/teacher/engine.py check_untied_output_layer), > 0 for any
+    other distribution. The threshold `min_top1_gain` (nats) sits far from both ends: the tiny test teacher
+    measures 11.5-11.6 per shard (no row below 9.4) and a trained one is higher (top-1 probability 0.1
+    is already 9.9 nats). The actual token's mean NLL is reported, not judged: the tiny random teacher is
+    peaked but untrained, its NLL on real text is 25-29 nats (about 2.1 x ln(vocab)), so an NLL bound at
+    ln(vocab) would refuse the test teacher; NaN figures count as near-uniform (never pass silently)."""
+    uniform = float(np.log(vocab))
+    gain = top1_logprob_mean + uniform
+    if gain >= min_top1_gain:
+        return None
+    return (
+        f"near-uniform teacher output over {rows} rows: mean top-1 log-prob {top1_logprob_mean:.4f} is "
+        f"{gain:.4f} nats above a uniform distribution's -ln({vocab}) = {-uniform:.4f} (threshold: at least "
+        f"min_top1_gain={min_top1_gain} nats above); mean actual-token NLL {nll_mean:.4f} (ln({vocab}) = "
+        f"{uniform:.4f})"
+    )

@@ -123,6 +123,7 @@ def teacher_identity(model_dir: str | Path, expected_vocab: int) -> TeacherIdent
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         raise TeacherError(f"{path}: no *.safetensors weights")
+    check_untied_output_layer(cfg_file, config, weights)
     h = hashlib.sha256()
     for w in weights:  # hash of (name, sha256) pairs: stable across re-sharding into the same files
         h.update(f"{w.name}:{sha256_file(w)}\n".encode())
@@ -132,6 +133,62 @@ def teacher_identity(model_dir: str | Path, expected_vocab: int) -> TeacherIdent
         weights_sha256=h.hexdigest(),
         config=config,
     )
+
+
+OUTPUT_LAYER = "lm_head.weight"  # the output layer's tensor in a transformers GPT-OSS checkpoint
+UNTIE_FIX = (
+    "save it untied: load it with transformers, set config.tie_word_embeddings = False, copy the "
+    "embedding into the output layer (model.lm_head.weight = a copy of model.model.embed_tokens.weight) "
+    f"and save_pretrained, so that the safetensors hold {OUTPUT_LAYER}"
+)
+
+
+def check_untied_output_layer(cfg_file: Path, config: dict, weights: list[Path]) -> None:
+    """Refuse a checkpoint whose output layer vLLM's GPT-OSS would not load (issue 18).
+
+    vLLM 0.32.0's GPT-OSS never ties the output layer to the embedding: `GptOssForCausalLM.__init__`
+    (vllm/model_executor/models/gpt_oss.py) builds `self.lm_head = ParallelLMHead(...)` and never calls
+    `lm_head.tie_weights(...)`, whereas e.g. `LlamaForCausalLM` does when `config.tie_word_embeddings`
+    (models/llama.py). Its `load_weights` (`AutoWeightsLoader`) fills `lm_head.weight` only from a tensor of
+    that name, and the loader's missing-weight check (`DefaultModelLoader.track_weights_loading`,
+    model_loader/default_loader.py) exempts modules with a quant method that post-processes weights, which
+    the unquantized `ParallelLMHead` has. So a tied checkpoint (`save_pretrained` of a tied model writes no
+    `lm_head.weight`) loads without a word and its output layer stays as allocated (`torch.empty`; zeros on
+    a fresh CPU allocation: every row exactly uniform, top-1 probability 1/vocab). A checkpoint that says
+    tied but does hold `lm_head.weight` is refused too: transformers would use the embedding, vLLM the
+    stored tensor, and which one the teacher is would depend on the engine."""
+    problems = []
+    if config.get("tie_word_embeddings"):
+        problems.append("config.json has tie_word_embeddings: true (vLLM's GPT-OSS ignores it)")
+    names = set().union(*(safetensors_tensor_names(w) for w in weights))
+    if OUTPUT_LAYER not in names:
+        problems.append(f"no {OUTPUT_LAYER} tensor in {', '.join(w.name for w in weights)}")
+    if problems:
+        raise TeacherError(
+            f"{cfg_file.parent}: the teacher's output layer is tied to its embedding ({'; '.join(problems)}). "
+            "vLLM's GPT-OSS model (checked in 0.32.0) does not tie weights, so it would run this teacher with "
+            f"an output layer that was never loaded and store meaningless rows. Fix: {UNTIE_FIX}"
+        )
+
+
+SAFETENSORS_MAX_HEADER = 100_000_000  # safetensors refuses larger headers (its MAX_HEADER_SIZE)
+
+
+def safetensors_tensor_names(file: Path) -> set[str]:
+    """Tensor names of one .safetensors file from its JSON header alone (no weights read). Format
+    (github.com/huggingface/safetensors, "Format"): 8 bytes, the header size N as a little-endian u64,
+    then N bytes of JSON mapping each tensor name to its dtype, shape and offsets (plus `__metadata__`)."""
+    with open(file, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if not 2 <= size <= SAFETENSORS_MAX_HEADER:
+            raise TeacherError(f"{file}: not a safetensors file (header size {size})")
+        try:
+            header = json.loads(f.read(size))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise TeacherError(f"{file}: unreadable safetensors header: {e}") from None
+    if not isinstance(header, dict):
+        raise TeacherError(f"{file}: safetensors header is not a JSON object")
+    return set(header) - {"__metadata__"}
 
 
 def derive_max_num_batched_tokens(cfg: TeacherConfig, vocab_size: int) -> tuple[int, str]:

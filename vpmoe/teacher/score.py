@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.teacher.convert import FormatError, Validity, prompt_logprobs_to_rows
+from vpmoe.teacher.convert import FormatError, Validity, near_uniform, prompt_logprobs_to_rows
 from vpmoe.teacher.engine import TeacherConfig, TeacherError, VllmTeacher, teacher_identity
 from vpmoe.teacher.store import StoreProvenance, TeacherStore, shard_stem, store_dir
 from vpmoe.utils.hashing import sha256_json
@@ -31,6 +31,9 @@ class ScoreConfig:
     num_workers: int = 1
     # Tokens handed to one `LLM.generate` call: bounds the Python-side outputs held at once.
     batch_tokens: int = 262144
+    # Each shard's first batch must have a mean top-1 log-prob at least this many nats above a uniform
+    # distribution's -ln(vocab), else the run stops before committing it (convert.near_uniform says why 2).
+    min_top1_gain: float = 2.0
 
     def __post_init__(self) -> None:
         if self.num_workers < 1 or not 0 <= self.worker < self.num_workers:
@@ -39,6 +42,8 @@ class ScoreConfig:
             )
         if self.batch_tokens < 1:
             raise ValueError("batch_tokens must be >= 1")
+        if not 0.0 < self.min_top1_gain <= 10.0:
+            raise ValueError(f"min_top1_gain must be in (0, 10] nats, got {self.min_top1_gain}")
 
 
 @dataclass
@@ -123,7 +128,7 @@ def score(
         log.info("engine settings: %s", engine.settings())
         bar = progress(total=sum(sum(e.supervised_tokens.values()) for e in todo), desc="score", unit="pos")
         for entry in todo:
-            info = _score_shard(ds, entry, store, engine, teacher.k, vocab, cfg.batch_tokens, validity, bar)
+            info = _score_shard(ds, entry, store, engine, teacher.k, vocab, cfg, validity, bar)
             positions_total += info["positions"]
             stored_bytes += info["bytes"]
         bar.close()
@@ -140,7 +145,7 @@ def _score_shard(
     engine: VllmTeacher,
     k: int,
     vocab: int,
-    batch_tokens: int,
+    cfg: ScoreConfig,
     validity: Validity,
     bar,
 ) -> dict:
@@ -151,20 +156,27 @@ def _score_shard(
     lengths = np.diff(shard.offsets)
     writer = store.begin_shard(stem, num_positions=int(sum(len(s) for s in sup)), num_sequences=len(shard))
     try:
-        i = 0
+        i, checked = 0, False
         while i < len(shard):
             j, tokens = i, 0
-            while j < len(shard) and (j == i or tokens + lengths[j] <= batch_tokens):
+            while j < len(shard) and (j == i or tokens + lengths[j] <= cfg.batch_tokens):
                 tokens += lengths[j]
                 j += 1
             outs = engine.score([shard.sequence(s)[0].tolist() for s in range(i, j)])
+            batch = []
             for s, lp in zip(range(i, j), outs, strict=True):
                 where = f"{entry.name} sample {shard.sample_ids[s]}"
-                rows = prompt_logprobs_to_rows(lp, shard.sequence(s)[0], sup[s], k, vocab, validity, where)
+                batch.append(
+                    prompt_logprobs_to_rows(lp, shard.sequence(s)[0], sup[s], k, vocab, validity, where)
+                )
                 if validity.rejected:
                     raise FormatError(
                         f"teacher output failed validation: {dict(validity.rejected)}; first: {next(iter(validity.examples.values()))}"
                     )
+            if not checked and sum(len(r["positions"]) for r in batch):
+                _check_not_uniform(batch, stem, vocab, cfg.min_top1_gain)  # before anything is written
+                checked = True
+            for s, rows in zip(range(i, j), batch, strict=True):
                 writer.add_sequence(**rows)
                 bar.update(len(sup[s]))
             i = j
@@ -178,6 +190,21 @@ def _score_shard(
         stem, info["sequences"], info["positions"], dt, info["positions"] / dt, info["bytes"] / max(info["positions"], 1),
     )  # fmt: skip
     return info
+
+
+def _check_not_uniform(batch: list[dict], stem: str, vocab: int, min_top1_gain: float) -> None:
+    """Stop on a near-uniform first batch (a teacher vLLM ran wrongly, issue 18) before hours are spent
+    scoring it: the figures of the rows about to be written, raised as a `TeacherError`."""
+    top1 = np.concatenate([r["topk_logprobs"][:, 0] for r in batch]).astype(np.float64)
+    nll = -np.concatenate([r["target_logprob"] for r in batch]).astype(np.float64)
+    why = near_uniform(float(top1.mean()), float(nll.mean()), len(top1), vocab, min_top1_gain)
+    if why is not None:
+        raise TeacherError(
+            f"shard {stem}, first scored batch: {why}. Nothing was committed for this shard. A tied output "
+            "layer that vLLM's GPT-OSS does not load is one cause (docs/teacher_store.md, 'Checked before "
+            "any work'); check the teacher's weights, or lower score.min_top1_gain only for a teacher "
+            "known to be this flat"
+        )
 
 
 def summary_lines(r: ScoreResult) -> list[str]:

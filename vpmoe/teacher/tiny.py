@@ -38,6 +38,10 @@ class TinyTeacherConfig:
     logit_scale: float = 6.0
     prior_strength: float = 20.0
     prior_feature: float = 0.1
+    # True saves the output layer tied to the embedding (no lm_head.weight in the safetensors), as
+    # save_pretrained does for a tied model: vLLM's GPT-OSS would not load it, so the scorer refuses it
+    # (vpmoe/teacher/engine.py check_untied_output_layer). Only for reproducing that refusal.
+    tie_word_embeddings: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "bfloat16"):
@@ -66,7 +70,7 @@ def build_tiny_teacher(cfg: TinyTeacherConfig):
         layer_types=layer_types,
         sliding_window=cfg.sliding_window,
         max_position_embeddings=cfg.max_position_embeddings,
-        tie_word_embeddings=False,
+        tie_word_embeddings=cfg.tie_word_embeddings,
         torch_dtype=cfg.dtype,
     )
     model = GptOssForCausalLM(hf_cfg).eval()
