@@ -6,13 +6,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, SAMPLE, SYNTH_COLUMNS, synth_row
+from conftest import REPO, SAMPLE, SYNTH_COLUMNS, run_module, synth_row
 
 from vpmoe.data.harmony_render import IGNORE_INDEX, Span, TemplateConfig
 from vpmoe.data.manifest import DatasetManifest, ManifestError
 from vpmoe.data.prepare import PrepareConfig, PrepareError, prepare
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.utils.atomic import OutputExistsError
+from vpmoe.utils.atomic import OUTPUT_MARKER, OutputExistsError
 
 SMALL = PrepareConfig(shard_tokens=1000, max_seq_len=512)
 
@@ -227,3 +227,35 @@ def test_cli_errors_are_clear(tmp_path, make_synth):
     assert out.returncode == 1 and "nope.parquet does not exist" in out.stdout + out.stderr
     out = run_cli(f"input={tmp_path / 'x'}", f"output={tmp_path / 'o'}", "prepare.length_policy=cut")
     assert out.returncode != 0 and "length_policy" in out.stderr
+
+
+def test_cli_overwrite_never_destroys_what_is_not_ours(tmp_path, make_synth):
+    """A typo in output= with overwrite=true must not wipe a user's directory; a previous prepare output
+    is still replaced."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("my notes")
+    out = run_module(
+        "pipelines.prepare", f"input={SAMPLE}", f"output={notes}", "prepare=debug", "overwrite=true"
+    )
+    assert out.returncode == 1
+    assert (
+        f"refusing to overwrite {notes}" in out.stdout + out.stderr and "notes.txt" in out.stdout + out.stderr
+    )
+    assert [p.name for p in notes.iterdir()] == ["notes.txt"] and (
+        notes / "notes.txt"
+    ).read_text() == "my notes"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".notes.")] == []
+
+    prev = tmp_path / "prev"
+    first = prepare(str(make_synth([synth_row(i) for i in range(5)])), prev, SMALL)
+    out = run_module(
+        "pipelines.prepare", f"input={SAMPLE}", f"output={prev}", "prepare=debug", "overwrite=true"
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    replaced = DatasetManifest.load(prev)
+    assert (
+        replaced.manifest_hash != first.manifest_hash
+        and f"manifest_hash={replaced.manifest_hash}" in out.stdout
+    )
+    assert json.loads((prev / OUTPUT_MARKER).read_text())["kind"] == "prepare"

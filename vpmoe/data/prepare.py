@@ -41,6 +41,8 @@ REQUIRED_COLUMNS = (
     "synthetic_answer",
 )
 LENGTH_POLICIES = ("drop", "fail")
+# The kind recorded in the output marker: overwrite=true replaces only a previous prepare output.
+OUTPUT_KIND = "prepare"
 # Reasons a row is rejected as bad input (counted against max_reject_fraction). Over-long rows are a
 # length-policy drop ("too_long"), recorded in the same file but not counted as bad input.
 BAD_INPUT_REASONS = (
@@ -231,7 +233,7 @@ def prepare(
     t0 = time.perf_counter()
     output = Path(output).resolve()
     paths = resolve_inputs(inputs)
-    check_output_dir(output, overwrite=overwrite)  # fail before any work
+    check_output_dir(output, overwrite=overwrite, kind=OUTPUT_KIND)  # fail before any work
     files = []
     for p in paths:
         try:
@@ -247,7 +249,7 @@ def prepare(
     seen_ids: set[str] = set()
     columns = list(dict.fromkeys([*REQUIRED_COLUMNS, *cfg.passthrough_columns]))
 
-    with atomic_directory(output, overwrite=overwrite) as tmp:
+    with atomic_directory(output, overwrite=overwrite, kind=OUTPUT_KIND) as tmp:
         writer = _ShardWriter(tmp, cfg.shard_tokens, cfg.passthrough_columns)
         bar = progress(total=total_rows, desc="prepare", unit="row")
         with open(tmp / REJECTS_FILE, "w", encoding="utf-8") as rejects:

@@ -7,9 +7,6 @@ report; an existing directory is replaced only when it is a previous report (hol
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +14,7 @@ import numpy as np
 from vpmoe.report.checks import CHECKS
 from vpmoe.report.run import Report, ReportError
 from vpmoe.report.stats import METRICS, QUANTILES
+from vpmoe.utils.atomic import OutputExistsError, atomic_directory
 
 SPAN_COLORS = {"reasoning": "tab:blue", "final": "tab:orange"}
 MAX_SHARD_ROWS = 50
@@ -26,19 +24,14 @@ def write_report(report: Report, output: str | Path) -> Path:
     out = Path(output)
     if out.exists() and not (out.is_dir() and ((out / "report.json").is_file() or not any(out.iterdir()))):
         raise ReportError(f"{out} exists and is not a previous report; choose another output")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
-        data = report.to_dict()
-        (tmp / "report.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        images = write_plots(data, tmp)
-        (tmp / "report.md").write_text(markdown(data, images))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    try:  # the one commit helper: durable, atomic, and never replaces what is not a report of ours
+        with atomic_directory(out, overwrite=True, kind="report") as tmp:
+            data = report.to_dict()
+            (tmp / "report.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            images = write_plots(data, tmp)
+            (tmp / "report.md").write_text(markdown(data, images))
+    except OutputExistsError as e:
+        raise ReportError(str(e)) from e
     return out
 
 

@@ -25,9 +25,12 @@ sequences in the prepared shard's order. Every inner chunk and every shard index
 the metadata; the data is encoded by `ArrayFile` (the same bytes zarr would write, read back by both zarr
 and our reader).
 
-Commit protocol: a shard is written into `shards/.tmp-<name>-<random>/`, renamed to `shards/<name>/`, and
-only then is its marker written (write-to-temp, rename). A shard is complete iff its marker exists and
-matches; a shard directory without a marker is debris from a crash and is deleted and redone.
+Commit protocol (vpmoe/utils/atomic.py): a shard is written into `shards/.tmp-<name>-<owner token>/`, which
+its writer holds locked (flock) until the marker is written; the tree is fsynced and renamed to
+`shards/<name>/`, and only then is its marker committed (temporary, fsync, rename, fsync of `shards/`). A
+shard is complete iff its marker exists and matches; a shard directory without a marker, or a temporary, is
+debris from a crash and is deleted and redone, unless its lock shows a live writer (another worker with an
+overlapping assignment): then `begin_shard` fails with a clear error and deletes nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -45,6 +47,14 @@ import numpy as np
 
 from vpmoe.teacher.row_coding import TABLE_ROWS, IdOrder, logprob_deltas
 from vpmoe.tokenizer import PADDED_VOCAB_SIZE
+from vpmoe.utils.atomic import (
+    OutputExistsError,
+    Owned,
+    commit_directory,
+    commit_file,
+    make_owned_dir,
+    remove_if_stale,
+)
 from vpmoe.utils.hashing import sha256_file
 
 # 3: each array one Zarr shard file of 256-row inner chunks; 2: id codes + log-prob deltas (row_coding.py)
@@ -415,15 +425,6 @@ def shard_stem(dataset_shard_name: str) -> str:
     return Path(dataset_shard_name).name.removesuffix(".parquet")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _tree_sha256(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -480,14 +481,11 @@ class TeacherStore:
                 raise StoreError(f"cannot create store directory {self.root}: {e}") from e
             if not os.access(self.root, os.W_OK):
                 raise StoreError(f"store directory {self.root} is not writable")
-            # Build the root group metadata in a temp dir and rename the file in: concurrent workers
-            # race benignly (identical content), a crash never leaves a half-written zarr.json.
-            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".root-"))
-            try:
-                zarr.create_group(str(tmp), attributes=want, zarr_format=3)
-                os.replace(tmp / "zarr.json", meta)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            # zarr renders the root group metadata in memory; it is committed like every file: concurrent
+            # workers race benignly (identical content), a crash never leaves a half-written zarr.json.
+            rendered: dict = {}
+            zarr.create_group(zarr.storage.MemoryStore(store_dict=rendered), attributes=want, zarr_format=3)
+            commit_file(meta, rendered["zarr.json"].to_bytes())
         self.shards_dir.mkdir(exist_ok=True)
 
     def marker_path(self, stem: str) -> Path:
@@ -501,17 +499,27 @@ class TeacherStore:
         return info.get("dataset_shard_sha256") == dataset_shard_sha256 and info.get("k") == self.provenance.k
 
     def clear_debris(self, stem: str) -> None:
-        """Remove a marker-less shard directory and this shard's temp dirs (a crashed earlier writer)."""
+        """Remove a marker-less shard directory and this shard's temporaries left by a crashed writer.
+
+        Only what no live process holds locked is removed (`remove_if_stale`); a live writer of the same
+        shard (overlapping worker assignments) is an error, and nothing of it is touched."""
         if self.marker_path(stem).exists():
             return
-        shutil.rmtree(self.shards_dir / stem, ignore_errors=True)
-        for tmp in self.shards_dir.glob(f".tmp-{stem}-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
+        # In commit order, stopping at the first live one: a writer that holds its renamed shard locked
+        # is never raced for its marker's temporary.
+        for pattern in (stem, f".tmp-{stem}-*", f".{stem}{MARKER_SUFFIX}.tmp-*"):
+            for p in self.shards_dir.glob(pattern):
+                if not remove_if_stale(p):
+                    raise StoreError(
+                        f"{self.shards_dir}: shard {stem} is being written by another live process (it "
+                        f"holds {p.name} locked); two workers were given overlapping shards (a changed "
+                        "num_workers while the old workers still run?). Let it finish, then rerun this worker"
+                    )
 
     def begin_shard(self, stem: str, *, num_positions: int, num_sequences: int) -> ShardWriter:
         self.clear_debris(stem)
-        tmp = Path(tempfile.mkdtemp(dir=self.shards_dir, prefix=f".tmp-{stem}-"))
-        return ShardWriter(self, stem, tmp, num_positions=num_positions, num_sequences=num_sequences)
+        owned = make_owned_dir(self.shards_dir, f".tmp-{stem}-")
+        return ShardWriter(self, stem, owned, num_positions=num_positions, num_sequences=num_sequences)
 
 
 class ShardWriter:
@@ -524,9 +532,12 @@ class ShardWriter:
     (benchmarks/results/store_cpu.md), so inner chunks are encoded here and appended to each array's file
     as they fill; the shard index goes at the end on commit."""
 
-    def __init__(self, store: TeacherStore, stem: str, tmp: Path, *, num_positions: int, num_sequences: int):
+    def __init__(
+        self, store: TeacherStore, stem: str, owned: Owned, *, num_positions: int, num_sequences: int
+    ):
         zarr = _zarr()
-        self.store, self.stem, self.tmp = store, stem, tmp
+        tmp = owned.path
+        self.store, self.stem, self.tmp, self.owned = store, stem, tmp, owned
         self.num_positions, self.num_sequences = num_positions, num_sequences
         self.group = zarr.create_group(str(tmp), zarr_format=3)
         k = store.provenance.k
@@ -616,7 +627,13 @@ class ShardWriter:
         offsets = np.concatenate([[0], np.cumsum(self.seq_lengths)]).astype(np.int64)
         self._create("seq_offsets", offsets.shape).write(offsets)
         final = self.store.shards_dir / self.stem
-        os.replace(self.tmp, final)
+        try:  # our lock follows the directory: it stays held until the marker is committed
+            commit_directory(self.tmp, final)
+        except OutputExistsError as e:
+            raise StoreError(
+                f"{final} appeared while this worker wrote it: another worker committed the same shard "
+                "(overlapping assignments); nothing was overwritten"
+            ) from e
         files = _tree_sha256(final)
         info = {
             "shard": self.stem,
@@ -628,10 +645,12 @@ class ShardWriter:
             "bytes": sum((final / f).stat().st_size for f in files),
             "files": files,
         }
-        _atomic_write_text(self.store.marker_path(self.stem), json.dumps(info, indent=1, sort_keys=True))
+        commit_file(self.store.marker_path(self.stem), json.dumps(info, indent=1, sort_keys=True))
+        self.owned.close()
         return info
 
     def abort(self) -> None:
         for f in self.files.values():
             f.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)  # ours (locked); gone already if commit renamed it
+        self.owned.close()

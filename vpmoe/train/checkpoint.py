@@ -10,17 +10,18 @@ Layout (`<run_dir>/checkpoints/`):
         complete.json               the marker, written last
     .tmp-step_00000200/             a checkpoint being written (or debris of a crash; removed at startup)
 
-Atomicity: every rank writes into `.tmp-step_N/`; after a barrier rank 0 writes `meta.json`, then the
-marker, then renames the directory to `step_N/` (one `rename`, atomic on POSIX). A reader only considers
-`step_*` directories holding the marker, so a kill at any point leaves either a complete checkpoint or
-debris that is never loaded.
+Atomicity: rank 0 creates `.tmp-step_N/` and holds it locked (flock) while every rank writes into it; after
+a barrier rank 0 writes `meta.json`, then the marker, then commits the directory as `step_N/` with the one
+commit helper (vpmoe/utils/atomic.py: fsync of every file, one `rename`, atomic on POSIX, fsync of the
+parent). A reader only considers `step_*` directories holding the marker, so a kill at any point leaves
+either a complete checkpoint or debris that is never loaded; debris is removed at startup unless its lock
+shows a live writer (another run sharing the run_dir), which is an error.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from vpmoe.utils.atomic import commit_directory, lock_existing, remove_if_stale
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,10 @@ def _rank() -> int:
     return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 
 
+def _busy(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path} is locked by a live process: another run is saving into this run_dir")
+
+
 def clean_debris(root: str | Path) -> None:
     """Remove `.tmp-*` directories left by an interrupted save (rank 0, before training)."""
     root = Path(root)
@@ -154,7 +161,8 @@ def clean_debris(root: str | Path) -> None:
         for p in root.iterdir():
             if p.name.startswith(".tmp-"):
                 log.warning("checkpoint: removing incomplete %s (interrupted save)", p)
-                shutil.rmtree(p)
+                if not remove_if_stale(p):
+                    raise _busy(p)
 
 
 def save_checkpoint(run_dir: str | Path, step: int, model, opt, *, meta: dict, keep_last: int) -> Path:
@@ -164,11 +172,16 @@ def save_checkpoint(run_dir: str | Path, step: int, model, opt, *, meta: dict, k
     root = checkpoint_root(run_dir)
     final = root / step_dir_name(step)
     tmp = root / f".tmp-{final.name}"
+    held = None
     if _rank() == 0:
         if final.exists():
             raise CheckpointError(f"{final} already exists: two runs share this run_dir?")
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not remove_if_stale(tmp):
+            raise _busy(tmp)
         tmp.mkdir(parents=True)
+        held = lock_existing(tmp)  # released after the commit; proves to cleaners that we are alive
+        if held is None:
+            raise _busy(tmp)
     _barrier()
     dist_checkpointing.save(_sharded_state(model, opt, is_loading=False), str(tmp))
     (tmp / "rng").mkdir(exist_ok=True)
@@ -178,21 +191,14 @@ def save_checkpoint(run_dir: str | Path, step: int, model, opt, *, meta: dict, k
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         (tmp / META).write_text(json.dumps({**meta, "step": step, "world_size": world}, indent=2) + "\n")
         (tmp / MARKER).write_text(json.dumps({"step": step}) + "\n")
-        _fsync_dir(tmp)
-        os.replace(tmp, final)
-        _fsync_dir(root)
+        try:
+            commit_directory(tmp, final)
+        finally:
+            held.close()
         for _, old in complete_checkpoints(root)[:-keep_last]:
             shutil.rmtree(old)
     _barrier()
     return final
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_model_and_optimizer(ckpt: str | Path, model, opt) -> None:
