@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from pipelines._console import route_console, stage_log_file
+from vpmoe.utils.atomic import commit_file
 
 KEYS = ("checkpoint", "dataset", "store", "device", "output", "verbose")
 
@@ -64,7 +65,7 @@ def main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     out = Path(args.get("output") or Path(result["checkpoint"]) / "eval.json")
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    commit_file(out, json.dumps(result, indent=2) + "\n")
     print(format_eval_line(result))
     print(f"eval={out}")
     return 0

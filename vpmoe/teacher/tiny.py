@@ -95,6 +95,6 @@ def save_tiny_teacher(cfg: TinyTeacherConfig, output: str | Path) -> Path:
     output = Path(output)
     model = build_tiny_teacher(cfg)
     hf_logging.disable_progress_bar()  # a one-file save; its bar would only clutter the stage's output
-    with atomic_directory(output, overwrite=True) as tmp:
+    with atomic_directory(output, overwrite=True, kind="tiny_teacher") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
     return output

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from vpmoe.model.config import StudentConfig
+from vpmoe.utils.atomic import commit_file
 
 # Dense bf16 peak of one H100 SXM (NVIDIA H100 datasheet: 989 TFLOP/s without sparsity): MFU's denominator
 # unless train.peak_tflops says otherwise.
@@ -93,7 +94,8 @@ class MetricsLog:
                 for line in self.path.read_text().splitlines()
                 if line.strip() and json.loads(line)["step"] <= resume_step
             ]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            # Durably replaced, never rewritten in place: a crash here keeps the old history whole.
+            commit_file(self.path, "".join(line + "\n" for line in kept))
         self._f = open(self.path, "a")  # noqa: SIM115 (closed in close())
 
     def write(self, record: dict) -> None:

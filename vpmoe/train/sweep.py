@@ -9,10 +9,13 @@ Outputs in the sweep directory: `summary.md`, `summary.csv`, `summary.png`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import yaml
+
+from vpmoe.utils.atomic import commit_file
 
 METRICS = ("kl_reasoning", "kl_final", "ce_reasoning", "ce_final", "top1_reasoning", "top1_final", "loss")
 
@@ -59,16 +62,17 @@ def write_summary(sweep_dir: str | Path) -> list[Path]:
     if not rows:
         raise FileNotFoundError(f"{sweep}: no job directory with an eval.json (did the jobs finish?)")
     cols = ["setting", "step", *METRICS]
-    with open(sweep / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["job", *cols])
-        w.writeheader()
-        w.writerows(rows)
+    table = io.StringIO(newline="")
+    w = csv.DictWriter(table, fieldnames=["job", *cols])
+    w.writeheader()
+    w.writerows(rows)
+    commit_file(sweep / "summary.csv", table.getvalue())
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = [r["setting"], str(r["step"])] + ["-" if r[m] is None else f"{r[m]:.4f}" for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
-    (sweep / "summary.md").write_text(
-        f"# Sweep {sweep.name}: final held-out eval\n\n" + "\n".join(lines) + "\n"
+    commit_file(
+        sweep / "summary.md", f"# Sweep {sweep.name}: final held-out eval\n\n" + "\n".join(lines) + "\n"
     )
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
@@ -83,6 +87,8 @@ def write_summary(sweep_dir: str | Path) -> list[Path]:
         ax.set_xticklabels([r["setting"] for r in rows], rotation=30, ha="right", fontsize=7)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(sweep / "summary.png", dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    commit_file(sweep / "summary.png", png.getvalue())
     plt.close(fig)
     return [sweep / "summary.md", sweep / "summary.csv", sweep / "summary.png"]

@@ -51,6 +51,7 @@ from vpmoe.train.metrics import (
 from vpmoe.train.optim import OptimConfig, build_ddp_and_optimizer, set_lr
 from vpmoe.train.provenance import config_differences, provenance
 from vpmoe.train.schedule import run_micro_batches, sum_over_pipeline
+from vpmoe.utils.atomic import commit_file
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class Trainer:
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.clean_debris(root)
-            (self.run_dir / "provenance.json").write_text(json.dumps(self.provenance, indent=2) + "\n")
+            commit_file(self.run_dir / "provenance.json", json.dumps(self.provenance, indent=2) + "\n")
             self.metrics = MetricsLog(
                 self.run_dir / "metrics.jsonl", resume_step=self.step, tensorboard=spec.train.tensorboard
             )
@@ -341,7 +342,7 @@ class Trainer:
         if self.rank == 0:
             self.metrics.write(self.last_eval)
             log.info(format_eval_line(self.last_eval))
-            (self.run_dir / "eval.json").write_text(json.dumps(self.last_eval, indent=2) + "\n")
+            commit_file(self.run_dir / "eval.json", json.dumps(self.last_eval, indent=2) + "\n")
 
     def _save(self) -> None:
         meta = {"provenance": self.provenance, "loader": self.loader.state(), "eval": self.last_eval}
