@@ -302,20 +302,40 @@ def captured_arrays(flat, k: int) -> PromptLogprobArrays:
     return PromptLogprobArrays(token_ids, logprobs, ranks)
 
 
+def engine_process_mode(on_cuda: bool) -> str:
+    """Where vLLM's engine core runs; sets VLLM_ENABLE_V1_MULTIPROCESSING unless the caller already did.
+
+    GPU: its own process (vLLM's default), so scheduling and the GPU's work overlap the front end's output
+    processing, where the scorer converts and writes rows. CPU: this process, which starts in ~3 s instead
+    of ~17 s (platform notes) and leaves the 2 cores to the work. The prompt-logprob capture wraps the front
+    end's `LogprobsProcessor`, which runs in this process in both modes (tests/test_engine_process.py)."""
+    default = "1" if on_cuda else "0"
+    chosen = os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", default)
+    where = "its own process (V1 multiprocessing)" if chosen == "1" else "this process"
+    why = (
+        "set in VLLM_ENABLE_V1_MULTIPROCESSING"
+        if chosen != default
+        else ("GPU default" if on_cuda else "CPU default: ~3 s start")
+    )
+    log.info("teacher: engine in %s (%s)", where, why)
+    return chosen
+
+
 class VllmTeacher:
     """vLLM engine in prompt-logprob mode. `score(list of token-id lists)` -> `PromptLogprobArrays` per prompt."""
 
     def __init__(self, cfg: TeacherConfig, vocab_size: int) -> None:
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine: 3 s start, not 17
-        install_prompt_logprob_capture()  # before any request; raises if vLLM's internals moved
         import torch
+
+        on_cuda = torch.cuda.is_available()
+        self.engine_process = engine_process_mode(on_cuda)
+        install_prompt_logprob_capture()  # before any request; raises if vLLM's internals moved
         from vllm import LLM, SamplingParams
 
         self.cfg = cfg
         self.max_num_batched_tokens, self.batching_reason = derive_max_num_batched_tokens(cfg, vocab_size)
         log.info("teacher: max_num_batched_tokens=%d (%s)", self.max_num_batched_tokens, self.batching_reason)
         model_dir = Path(cfg.model)
-        on_cuda = torch.cuda.is_available()
         self.memory = plan_memory(
             model_config=json.loads((model_dir / "config.json").read_text()),
             dtype=cfg.dtype,
