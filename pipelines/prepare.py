@@ -1,8 +1,10 @@
 """Prepare SYNTH-schema Parquet into Harmony token shards and a dataset manifest.
 
     python -m pipelines.prepare input=<parquet file or glob> output=<dir> [prepare=debug] [overwrite=true]
+        [prepare.worker=i prepare.num_workers=n]   then, once all n have committed: [prepare.finalize=true]
 
-Contract: docs/synth_preprocess.md. Prints the manifest hash and the output path.
+Contract: docs/synth_preprocess.md. Prints the manifest hash and the output path (a worker of several
+prints what it staged instead).
 """
 
 from __future__ import annotations
@@ -41,7 +43,11 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
     for line in summary_lines(result):
         log.info(line)
-    print(f"manifest_hash={result.manifest_hash} output={result.output}")
+    if result.manifest is None:
+        w = result.workers[0]
+        print(f"worker={w['worker']}/{w['num_workers']} staged={result.staging}")
+    else:
+        print(f"manifest_hash={result.manifest_hash} output={result.output}")
 
 
 if __name__ == "__main__":

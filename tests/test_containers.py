@@ -67,9 +67,13 @@ def test_hadolint_clean():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def runbook_commands() -> list[tuple[str, list[str]]]:
-    """(stage, overrides) for every `pipelines.<stage>` invocation in docs/docker.md's code blocks."""
-    text = (REPO / "docs" / "docker.md").read_text()
+RUNBOOKS = ("docker.md", "scale.md")  # the container runbook and the scheduler launch lines
+WORKER_INDEX = re.compile(r"^(i|SLURM_ARRAY_TASK_ID|JOB_COMPLETION_INDEX)$")
+
+
+def runbook_commands(doc: str = "docker.md") -> list[tuple[str, list[str]]]:
+    """(stage, overrides) for every `pipelines.<stage>` invocation in docs/<doc>'s code blocks."""
+    text = (REPO / "docs" / doc).read_text()
     out = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         joined = block.replace("\\\n", " ")
@@ -82,13 +86,28 @@ def runbook_commands() -> list[tuple[str, list[str]]]:
     return out
 
 
-def test_runbook_covers_every_workflow():
-    stages = {s for s, _ in runbook_commands()}
+@pytest.mark.parametrize("doc", RUNBOOKS)
+def test_runbook_covers_every_workflow(doc):
+    stages = {s for s, _ in runbook_commands(doc)}
     assert {"prepare", "score", "report", "train"} <= stages
 
 
+def test_scale_runbook_launches_every_worker_kind():
+    lines = [" ".join(args) for _, args in runbook_commands("scale.md")]
+    for needed in (
+        "score.worker=$SLURM_ARRAY_TASK_ID",
+        "score.worker=$JOB_COMPLETION_INDEX",
+        "prepare.worker=$SLURM_ARRAY_TASK_ID",
+        "prepare.worker=$JOB_COMPLETION_INDEX",
+        "prepare.finalize=true",
+    ):
+        assert any(needed in line for line in lines), needed
+
+
 @pytest.mark.parametrize(
-    ("stage", "args"), runbook_commands(), ids=lambda x: x if isinstance(x, str) else " ".join(x)[:60]
+    ("stage", "args"),
+    [c for doc in RUNBOOKS for c in runbook_commands(doc)],
+    ids=lambda x: x if isinstance(x, str) else " ".join(x)[:60],
 )
 def test_runbook_command_keys_exist(stage, args):
     from hydra import compose, initialize_config_dir
@@ -97,9 +116,10 @@ def test_runbook_command_keys_exist(stage, args):
     for a in args:
         assert "=" in a, f"runbook passes {a!r} to pipelines.{stage}: not a key=value override"
         key, value = a.split("=", 1)
-        # Shell variables stand for paths/ids (their values are not config keys); a sweep's first value.
+        # Shell variables stand for paths/ids (their values are not config keys); worker indexes (a
+        # scheduler's task id or completion index) for integers; a sweep's first value.
         value = re.sub(
-            r"\$\{?(\w+)\}?", lambda m: "0" if m.group(1) == "i" else f"/x/{m.group(1)}", value
+            r"\$\{?(\w+)\}?", lambda m: "0" if WORKER_INDEX.match(m.group(1)) else f"/x/{m.group(1)}", value
         ).split(",")[0]
         overrides.append(f"{key}={value}")
     # Hydra configs are struct: composing fails on any key (or group option) that does not exist.

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -6,11 +7,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, SAMPLE, SYNTH_COLUMNS, run_module, synth_row
+from conftest import REPO, SAMPLE, SYNTH_COLUMNS, cli_env, run_module, synth_row
 
 from vpmoe.data.harmony_render import IGNORE_INDEX, Span, TemplateConfig
 from vpmoe.data.manifest import DatasetManifest, ManifestError
-from vpmoe.data.prepare import PrepareConfig, PrepareError, prepare
+from vpmoe.data.prepare import PrepareConfig, PrepareError, prepare, summary_lines
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.utils.atomic import OUTPUT_MARKER, OutputExistsError
 
@@ -184,7 +185,7 @@ def test_seed_text_template_and_passthrough(tmp_path, make_synth):
 def test_glob_of_several_files_in_sorted_order(tmp_path, make_synth):
     make_synth([synth_row(i) for i in range(3)], "b.parquet")
     make_synth([synth_row(i) for i in range(3, 6)], "a.parquet")
-    res = prepare(str(tmp_path / "*.parquet"), tmp_path / "o", SMALL)
+    res = prepare(str(tmp_path / "*.parquet"), tmp_path / "o", SMALL)  # one bucket: the input order
     assert [s["name"] for s in res.manifest.sources] == ["a.parquet", "b.parquet"]
     first = PreparedDataset(tmp_path / "o").read_shard(res.manifest.shards[0].name)
     assert first.sample_ids[0] == "synth_t00003"
@@ -197,6 +198,99 @@ def test_config_range_checks():
         PrepareConfig(shard_tokens=10, max_seq_len=4096)
     with pytest.raises(ValueError, match="max_reject_fraction"):
         PrepareConfig(max_reject_fraction=1.5)
+    with pytest.raises(ValueError, match="worker < num_workers"):
+        PrepareConfig(buckets=4, worker=2, num_workers=2)
+    with pytest.raises(ValueError, match=r"num_workers \(3\) > buckets \(2\)"):
+        PrepareConfig(buckets=2, num_workers=3)
+    with pytest.raises(ValueError, match="buckets"):
+        PrepareConfig(buckets=0)
+    assert "worker" not in PrepareConfig().to_dict()  # how work is split never enters the manifest
+
+
+# --- parallel workers, resume, finalize ----------------------------------------------------------------
+
+
+def split(cfg: PrepareConfig, **kw) -> PrepareConfig:
+    return dataclasses.replace(cfg, **kw)
+
+
+BUCKETED = PrepareConfig(shard_tokens=1000, max_seq_len=512, buckets=4, max_reject_fraction=0.2)
+
+
+def two_files_with_duplicates(make_synth):
+    """Two files; ids 3 and 7 of a.parquet come back in b.parquet, so they must meet across files."""
+    make_synth([synth_row(i) for i in range(30)], "a.parquet")
+    make_synth([synth_row(i) for i in (3, 40, 41, 7, *range(42, 60))], "b.parquet")
+
+
+def test_two_workers_and_finalize_equal_one_process(tmp_path, make_synth):
+    two_files_with_duplicates(make_synth)
+    inputs = str(tmp_path / "*.parquet")
+    one = prepare(inputs, tmp_path / "one", BUCKETED)
+    w0 = prepare(inputs, tmp_path / "two", split(BUCKETED, worker=0, num_workers=2))
+    w1 = prepare(inputs, tmp_path / "two", split(BUCKETED, worker=1, num_workers=2))
+    assert w0.manifest is None and w1.manifest is None and not (tmp_path / "two").exists()
+    # Every row was routed to exactly one worker.
+    assert w0.workers[0]["rows"] + w1.workers[0]["rows"] == one.manifest.totals["rows_in"]
+    fin = prepare(inputs, tmp_path / "two", split(BUCKETED, finalize=True, num_workers=2))
+    assert fin.manifest_hash == one.manifest_hash
+    assert tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "one")
+    assert len(one.manifest.shards) > 4  # several buckets, several shards each
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".two.")] == []  # staging removed
+    lines = "\n".join(summary_lines(fin))
+    assert "workers            2:" in lines and f"manifest hash      {fin.manifest_hash}" in lines
+
+    # Duplicates across files met in one bucket: the first occurrence (a.parquet) won.
+    rejects = [json.loads(x) for x in (tmp_path / "two" / "rejects.jsonl").read_text().splitlines()]
+    dup = [(r["source"], r["row"], r["sample_id"]) for r in rejects if r["reason"] == "duplicate_id"]
+    assert dup == [("b.parquet", 0, "synth_t00003"), ("b.parquet", 3, "synth_t00007")]
+    ds = PreparedDataset(tmp_path / "two")
+    ids = [i for e in ds.manifest.shards for i in ds.read_shard(e.name).sample_ids]
+    assert len(ids) == len(set(ids)) == one.manifest.totals["sequences"] == 50
+
+
+def test_finalize_before_every_worker_committed_is_an_error(tmp_path, make_synth):
+    two_files_with_duplicates(make_synth)
+    inputs = str(tmp_path / "*.parquet")
+    prepare(inputs, tmp_path / "o", split(BUCKETED, worker=0, num_workers=2))
+    with pytest.raises(
+        PrepareError, match=r"worker\(s\) \[1\] of num_workers=2 .*\(2 of 4 incomplete: 1, 3\)"
+    ):
+        prepare(inputs, tmp_path / "o", split(BUCKETED, finalize=True, num_workers=2))
+    assert not (tmp_path / "o").exists()
+    prepare(inputs, tmp_path / "o", split(BUCKETED, worker=1, num_workers=2))
+    prepare(inputs, tmp_path / "o", split(BUCKETED, finalize=True, num_workers=2))
+    assert DatasetManifest.load(tmp_path / "o").totals["sequences"] == 50
+
+
+def test_worker_rerun_skips_committed_shards(tmp_path, make_synth):
+    two_files_with_duplicates(make_synth)
+    inputs = str(tmp_path / "*.parquet")
+    one = prepare(inputs, tmp_path / "one", BUCKETED)
+    cfg = split(BUCKETED, worker=0, num_workers=2)
+    first = prepare(inputs, tmp_path / "o", cfg).workers[0]
+    staged = {p: p.stat().st_ino for p in first_staging(tmp_path, "o").rglob("shard-*")}
+    again = prepare(inputs, tmp_path / "o", cfg).workers[0]
+    assert (again["shards_written"], again["shards_skipped"]) == (0, first["shards_written"])
+    assert {p: p.stat().st_ino for p in staged} == staged  # nothing rewritten
+
+    # A crash after a bucket's second-to-last shard: only the rest of that bucket is redone.
+    bucket = first_staging(tmp_path, "o") / "b00000"
+    last = max(int(p.stem[6:]) for p in bucket.glob("shard-*.json"))
+    assert last >= 1
+    for name in ("done.json", f"shard-{last:05d}.json", f"shard-{last:05d}.parquet"):
+        (bucket / name).unlink()
+    resumed = prepare(inputs, tmp_path / "o", cfg).workers[0]
+    assert (resumed["shards_written"], resumed["shards_skipped"]) == (1, first["shards_written"] - 1)
+    prepare(inputs, tmp_path / "o", split(BUCKETED, worker=1, num_workers=2))
+    fin = prepare(inputs, tmp_path / "o", split(BUCKETED, finalize=True, num_workers=2))
+    assert fin.manifest_hash == one.manifest_hash
+    assert tree_bytes(tmp_path / "o") == tree_bytes(tmp_path / "one")
+
+
+def first_staging(tmp_path, name):
+    (plan,) = (tmp_path / f".{name}.parts").iterdir()
+    return plan
 
 
 def run_cli(*args, cwd=REPO):
@@ -259,3 +353,33 @@ def test_cli_overwrite_never_destroys_what_is_not_ours(tmp_path, make_synth):
         and f"manifest_hash={replaced.manifest_hash}" in out.stdout
     )
     assert json.loads((prev / OUTPUT_MARKER).read_text())["kind"] == "prepare"
+
+
+def test_cli_two_worker_processes_then_finalize(tmp_path):
+    """Two concurrent worker processes plus finalize give the one-process dataset, byte for byte."""
+    single = run_module("pipelines.prepare", f"input={SAMPLE}", f"output={tmp_path / 'one'}", "prepare=debug")
+    assert single.returncode == 0, single.stdout + single.stderr
+    args = ["pipelines.prepare", f"input={SAMPLE}", f"output={tmp_path / 'two'}", "prepare=debug"]
+    env = cli_env()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", *args, f"prepare.worker={i}", "prepare.num_workers=2"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for i, p in enumerate(procs):
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out
+        assert f"worker={i}/2 staged=" in out
+    fin = run_module(*args, "prepare.finalize=true", "prepare.num_workers=2")
+    assert fin.returncode == 0, fin.stdout + fin.stderr
+    h = DatasetManifest.load(tmp_path / "one").manifest_hash
+    assert f"manifest_hash={h} output={tmp_path / 'two'}" in fin.stdout
+    assert tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "one")
+    again = run_module(*args, "prepare.finalize=true")  # the output exists now: overwrite rules apply
+    assert again.returncode == 1 and "overwrite=true" in again.stdout + again.stderr

@@ -1,14 +1,19 @@
 """The preparation stage: SYNTH-schema Parquet -> Harmony token shards + `DatasetManifest`.
 
 Contract: docs/synth_preprocess.md. Rows are read in a fixed order (input files sorted by path, rows in
-file order), rendered by `HarmonyRenderer`, filtered (bad rows to `rejects.jsonl` with a reason,
-over-long rows by the length policy), and cut into shards of about `shard_tokens` tokens. Everything is
-written into a temporary sibling of the output directory and renamed into place at the end.
+file order) and routed to one of `buckets` buckets by a stable hash of `synth_id`; worker i of n owns the
+buckets b with b % n == i. Within a bucket, rows keep the input order, are rendered by `HarmonyRenderer`,
+filtered (bad rows to `rejects.jsonl` with a reason, over-long rows by the length policy), and cut into
+shards of about `shard_tokens` tokens, each committed as soon as it closes (`vpmoe.data.staging`), so a
+rerun resumes. Finalize publishes the buckets' shards in bucket order as one dataset. Shard contents and
+names depend on the input and config only, never on the worker count; a single-process run is n=1.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import io
 import json
 import logging
 import os
@@ -25,6 +30,7 @@ from vpmoe import tokenizer as tok
 from vpmoe.data.harmony_render import LOSS_SPANS, HarmonyRenderer, RenderError, TemplateConfig, position_spans
 from vpmoe.data.manifest import REJECTS_FILE, SHARD_DIR, DatasetManifest, ShardEntry
 from vpmoe.data.prepared import SHARD_SCHEMA
+from vpmoe.data.staging import BucketState, Stage, StagingError, missing_report
 from vpmoe.utils.atomic import atomic_directory, check_output_dir
 from vpmoe.utils.hashing import sha256_file, sha256_json
 from vpmoe.utils.progress import progress
@@ -57,6 +63,9 @@ BAD_INPUT_REASONS = (
 )
 
 
+REJECT_KEYS = ("source", "row", "sample_id", "reason", "detail")  # one line of rejects.jsonl
+
+
 class PrepareError(RuntimeError):
     pass
 
@@ -70,6 +79,13 @@ class PrepareConfig:
     shard_tokens: int = 2_000_000
     max_reject_fraction: float = 0.05
     passthrough_columns: list[str] = field(default_factory=list)
+    # Rows go to bucket blake2b(synth_id) % buckets; each bucket is cut into its own shards. It bounds how
+    # many workers can help (at most `buckets`) and how many partly filled shards there are (one per bucket).
+    buckets: int = 1
+    # How the work is split, not what is produced: left out of the manifest (to_dict), like scoring's.
+    worker: int = 0
+    num_workers: int = 1
+    finalize: bool = False  # true: only publish the manifest from the committed buckets
 
     def __post_init__(self) -> None:
         if isinstance(self.template, dict):
@@ -84,22 +100,44 @@ class PrepareConfig:
             )
         if not 0.0 <= self.max_reject_fraction <= 1.0:
             raise ValueError(f"max_reject_fraction must be in [0, 1], got {self.max_reject_fraction}")
+        if not 1 <= self.buckets <= 65536:
+            raise ValueError(f"buckets must be in [1, 65536], got {self.buckets}")
+        if self.num_workers < 1 or not 0 <= self.worker < self.num_workers:
+            raise ValueError(
+                f"need 0 <= worker < num_workers, got worker={self.worker} num_workers={self.num_workers}"
+            )
+        if self.num_workers > self.buckets:
+            raise ValueError(
+                f"num_workers ({self.num_workers}) > buckets ({self.buckets}): some workers would get no rows; "
+                "raise prepare.buckets (it changes the shards, hence the manifest hash) or use fewer workers"
+            )
         clash = set(self.passthrough_columns) & set(SHARD_SCHEMA.names)
         if clash:
             raise ValueError(f"passthrough_columns {sorted(clash)} clash with shard columns")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config that shapes the output (recorded and hashed in the manifest)."""
+        d = asdict(self)
+        for k in SPLIT_KEYS:
+            d.pop(k)
+        return d
+
+
+SPLIT_KEYS = ("worker", "num_workers", "finalize")
 
 
 @dataclass
 class PrepareResult:
     output: Path
-    manifest: DatasetManifest
+    manifest: DatasetManifest | None  # None after a worker of several: finalize writes it
     seconds: float
+    workers: list[dict]  # per-worker statistics (the finalize step reads every worker's)
+    staging: Path | None = None
 
     @property
     def manifest_hash(self) -> str:
+        if self.manifest is None:
+            raise PrepareError("a worker's result has no manifest; run finalize")
         return self.manifest.manifest_hash
 
 
@@ -157,13 +195,27 @@ def _text(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
-class _ShardWriter:
-    """Accumulates sequences and writes a Parquet shard each time `shard_tokens` is reached."""
+def bucket_of(synth_id, buckets: int) -> int:
+    """The bucket of a row: a stable hash of its id (never Python's hash(), which is salted per process), so
+    every worker on any machine agrees and duplicate ids always meet in one bucket. Rows without a usable
+    id (rejected as missing_id) hash the empty string."""
+    key = synth_id.encode("utf-8") if isinstance(synth_id, str) else b""
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") % buckets
 
-    def __init__(self, root: Path, shard_tokens: int, passthrough: list[str]) -> None:
-        self.root, self.shard_tokens, self.passthrough = root, shard_tokens, passthrough
-        (root / SHARD_DIR).mkdir()
-        self.entries: list[ShardEntry] = []
+
+class _BucketWriter:
+    """One bucket's rows in input order: accumulates sequences and commits a shard (and the rejects since
+    the previous one) each time `shard_tokens` is reached. Resumes after the bucket's committed shards."""
+
+    def __init__(self, stage: Stage, state: BucketState, cfg: PrepareConfig) -> None:
+        self.stage, self.bucket, self.cfg = stage, state.bucket, cfg
+        self.passthrough = cfg.passthrough_columns
+        self.shards = len(state.records)  # next shard index
+        self.skip_until = state.rows_committed
+        self.index = 0  # bucket rows seen so far (input order)
+        self.seen: set[str] = set()  # duplicate rule: ids meet only in their own bucket
+        self.rejects: list[dict] = []
+        self.stats = {"rows": 0, "sequences": 0, "tokens": 0, "shards_written": 0, "rejected": Counter()}
         self._reset()
 
     def _reset(self) -> None:
@@ -173,6 +225,21 @@ class _ShardWriter:
         self.labels: list[np.ndarray] = []
         self.tokens = 0
 
+    def row(self, src: str, row: int, r: dict, renderer: HarmonyRenderer) -> None:
+        i = self.index
+        self.index += 1
+        if i < self.skip_until:  # already in a committed shard (or its rejects): only its id matters
+            sid = r["synth_id"]
+            if isinstance(sid, str) and sid.strip():
+                self.seen.add(sid)
+            return
+        self.stats["rows"] += 1
+        _process_row(src, row, r, self.cfg, renderer, self, self.seen, self.reject)
+
+    def reject(self, src: str, row: int, sid, reason: str, detail: str) -> None:
+        self.stats["rejected"][reason] += 1
+        self.rejects.append(dict(zip(REJECT_KEYS, (src, row, sid, reason, detail), strict=True)))
+
     def add(self, meta: dict, ids: np.ndarray, spans: np.ndarray, labels: np.ndarray) -> None:
         for c, v in meta.items():
             self.rows[c].append(v)
@@ -180,7 +247,7 @@ class _ShardWriter:
         self.spans.append(spans)
         self.labels.append(labels)
         self.tokens += len(ids)
-        if self.tokens >= self.shard_tokens:
+        if self.tokens >= self.cfg.shard_tokens:
             self.flush()
 
     def flush(self) -> None:
@@ -206,34 +273,50 @@ class _ShardWriter:
         }
         for c in self.passthrough:
             columns[c] = pa.array(self.rows[c])
-        table = pa.table(columns)
-        name = f"{SHARD_DIR}/shard-{len(self.entries):05d}.parquet"
+        buf = io.BytesIO()
         # Fixed writer settings so identical inputs give byte-identical files.
         pq.write_table(
-            table, self.root / name, compression="zstd", compression_level=3, row_group_size=1 << 14
+            pa.table(columns), buf, compression="zstd", compression_level=3, row_group_size=1 << 14
         )
-        self.entries.append(
-            ShardEntry(
-                name=name,
-                sha256=sha256_file(self.root / name),
-                sequences=len(lengths),
-                tokens=int(lengths.sum()),
-                supervised_tokens=supervised,
-                first_sample_id=self.rows["sample_id"][0],
-                last_sample_id=self.rows["sample_id"][-1],
-            )
+        data = buf.getvalue()
+        entry = ShardEntry(
+            name=f"shard-{self.shards:05d}.parquet",  # renamed by finalize to its place in the dataset
+            sha256=hashlib.sha256(data).hexdigest(),
+            sequences=len(lengths),
+            tokens=int(lengths.sum()),
+            supervised_tokens=supervised,
+            first_sample_id=self.rows["sample_id"][0],
+            last_sample_id=self.rows["sample_id"][-1],
         )
+        record = {"entry": asdict(entry), "rows_end": self.index, "rejects": self.rejects}
+        self.stage.commit_shard(self.bucket, self.shards, data, record)
+        self.shards += 1
+        self.stats["shards_written"] += 1
+        self.stats["sequences"] += entry.sequences
+        self.stats["tokens"] += entry.tokens
+        self.rejects = []
         self._reset()
 
+    def finish(self) -> None:
+        self.flush()
+        self.stage.commit_done(
+            self.bucket, {"rows": self.index, "shards": self.shards, "rejects": self.rejects}
+        )
 
-def prepare(
-    inputs: str | list[str], output: str | Path, cfg: PrepareConfig, *, overwrite: bool = False
-) -> PrepareResult:
-    """Run the preparation stage. Returns the output path and the finalized manifest."""
-    t0 = time.perf_counter()
-    output = Path(output).resolve()
+
+@dataclass
+class _Inputs:
+    paths: list[Path]
+    names: list[str]
+    files: list[pq.ParquetFile]
+
+    @property
+    def rows(self) -> int:
+        return sum(pf.metadata.num_rows for pf in self.files)
+
+
+def _open_inputs(inputs: str | list[str], cfg: PrepareConfig) -> _Inputs:
     paths = resolve_inputs(inputs)
-    check_output_dir(output, overwrite=overwrite, kind=OUTPUT_KIND)  # fail before any work
     files = []
     for p in paths:
         try:
@@ -242,45 +325,125 @@ def prepare(
             raise PrepareError(f"{p}: not a readable Parquet file ({e})") from e
         _check_schema(p, pf.schema_arrow, cfg.passthrough_columns)
         files.append(pf)
-    names = _source_names(paths)
-    renderer = HarmonyRenderer(cfg.template)
-    total_rows = sum(pf.metadata.num_rows for pf in files)
+    return _Inputs(paths, _source_names(paths), files)
+
+
+def _plan(ins: _Inputs, cfg: PrepareConfig) -> dict:
+    """What the staged work is a function of. Sizes and mtimes stand in for content hashes (which only
+    finalize computes, once) so a changed input or config gets a fresh staging folder, never a mix."""
+    sources = []
+    for n, p, pf in zip(ins.names, ins.paths, ins.files, strict=True):
+        st = p.stat()
+        sources.append(
+            {"name": n, "rows": pf.metadata.num_rows, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        )
+    return {
+        "prepare_config": cfg.to_dict(),
+        "sources": sources,
+        "tokenizer": tok.tokenizer_identity().to_dict(),
+    }
+
+
+def _run_worker(ins: _Inputs, cfg: PrepareConfig, stage: Stage) -> dict:
+    t0 = time.perf_counter()
+    mine = [b for b in range(cfg.buckets) if b % cfg.num_workers == cfg.worker]
+    states = [stage.load_bucket(b) for b in mine]
+    todo = {s.bucket: s for s in states if s.done is None}
+    resumed = sum(len(s.records) for s in states)
+    log.info(
+        "worker %d/%d: %d bucket(s) of %d, %d already complete, %d shard(s) already committed",
+        cfg.worker, cfg.num_workers, len(mine), cfg.buckets, len(mine) - len(todo), resumed,
+    )  # fmt: skip
+    writers: dict[int, _BucketWriter] = {}
+    if todo:
+        renderer = HarmonyRenderer(cfg.template)
+        writers = {b: _BucketWriter(stage, s, cfg) for b, s in todo.items()}
+        columns = list(dict.fromkeys([*REQUIRED_COLUMNS, *cfg.passthrough_columns]))
+        bar = progress(total=ins.rows, desc=f"prepare {cfg.worker}/{cfg.num_workers}", unit="row")
+        for name, pf in zip(ins.names, ins.files, strict=True):
+            row = 0
+            for batch in pf.iter_batches(batch_size=1024, columns=columns):
+                owner = [bucket_of(s, cfg.buckets) for s in batch.column("synth_id").to_pylist()]
+                take = [i for i, b in enumerate(owner) if b in writers]
+                if take:  # convert only this worker's rows to Python
+                    sub = batch.take(pa.array(take, pa.int64()))
+                    cols = {c: sub.column(c).to_pylist() for c in columns}
+                    for j, i in enumerate(take):
+                        writers[owner[i]].row(name, row + i, {c: cols[c][j] for c in columns}, renderer)
+                row += batch.num_rows
+                bar.update(batch.num_rows)
+        bar.close()
+        for w in writers.values():
+            w.finish()
+    rejected: Counter[str] = Counter()
+    for w in writers.values():
+        rejected.update(w.stats["rejected"])
+    stats = {
+        "worker": cfg.worker,
+        "num_workers": cfg.num_workers,
+        "buckets": len(mine),
+        "rows": sum(w.stats["rows"] for w in writers.values()),
+        "sequences": sum(w.stats["sequences"] for w in writers.values()),
+        "tokens": sum(w.stats["tokens"] for w in writers.values()),
+        "rejected": dict(sorted(rejected.items())),
+        "shards_written": sum(w.stats["shards_written"] for w in writers.values()),
+        "shards_skipped": resumed,
+        "seconds": time.perf_counter() - t0,
+    }
+    stage.commit_worker_stats(cfg.worker, cfg.num_workers, stats)
+    return stats
+
+
+def _finalize(
+    ins: _Inputs, output: Path, cfg: PrepareConfig, stage: Stage, *, overwrite: bool
+) -> DatasetManifest:
+    """Publish every bucket's committed shards, in bucket order, as one dataset with its manifest."""
+    states = [stage.load_bucket(b) for b in range(cfg.buckets)]
+    missing = [s.bucket for s in states if s.done is None]
+    if missing:
+        raise PrepareError(
+            f"cannot finalize {output}: {missing_report(missing, cfg.buckets, cfg.num_workers)}. Run those "
+            f"workers first (same input=, output= and config; staged in {stage.root})"
+        )
     reasons: Counter[str] = Counter()
-    seen_ids: set[str] = set()
-    columns = list(dict.fromkeys([*REQUIRED_COLUMNS, *cfg.passthrough_columns]))
-
+    rejects: list[dict] = []
+    staged: list[tuple[Path, ShardEntry]] = []
+    for s in states:
+        for k, rec in enumerate(s.records):
+            rejects += rec["rejects"]
+            e = ShardEntry(**rec["entry"])
+            e.name = f"{SHARD_DIR}/shard-{len(staged):05d}.parquet"  # dataset order: bucket, then shard
+            staged.append((stage.shard_path(s.bucket, k), e))
+        rejects += s.done["rejects"]
+    for r in rejects:
+        reasons[r["reason"]] += 1
+    # Input order, whatever the buckets: (file, row) is unique per input row.
+    order = {n: i for i, n in enumerate(ins.names)}
+    rejects.sort(key=lambda r: (order[r["source"]], r["row"]))
+    total_rows = ins.rows
+    bad = sum(n for r, n in reasons.items() if r in BAD_INPUT_REASONS)
+    if total_rows and bad / total_rows > cfg.max_reject_fraction:
+        raise PrepareError(
+            f"{bad} of {total_rows} rows rejected as bad input ({bad / total_rows:.1%} > "
+            f"max_reject_fraction {cfg.max_reject_fraction:.1%}): {dict(reasons)}; see the reasons above "
+            "(no output written)"
+        )
+    entries = [e for _, e in staged]
+    if not entries:
+        raise PrepareError(f"no sequence survived preparation ({dict(reasons)}); no output written")
     with atomic_directory(output, overwrite=overwrite, kind=OUTPUT_KIND) as tmp:
-        writer = _ShardWriter(tmp, cfg.shard_tokens, cfg.passthrough_columns)
-        bar = progress(total=total_rows, desc="prepare", unit="row")
-        with open(tmp / REJECTS_FILE, "w", encoding="utf-8") as rejects:
-
-            def reject(src: str, row: int, sid, reason: str, detail: str) -> None:
-                reasons[reason] += 1
-                rec = {"source": src, "row": row, "sample_id": sid, "reason": reason, "detail": detail}
-                rejects.write(json.dumps(rec, ensure_ascii=False) + "\n")
-
-            for name, pf in zip(names, files, strict=True):
-                row = 0
-                for batch in pf.iter_batches(batch_size=1024, columns=columns):
-                    cols = {c: batch.column(c).to_pylist() for c in columns}
-                    for i in range(batch.num_rows):
-                        r = {c: cols[c][i] for c in columns}
-                        _process_row(name, row, r, cfg, renderer, writer, seen_ids, reject)
-                        row += 1
-                    bar.update(batch.num_rows)
-            bar.close()
-        writer.flush()
-
-        bad = sum(n for r, n in reasons.items() if r in BAD_INPUT_REASONS)
-        if total_rows and bad / total_rows > cfg.max_reject_fraction:
-            raise PrepareError(
-                f"{bad} of {total_rows} rows rejected as bad input ({bad / total_rows:.1%} > "
-                f"max_reject_fraction {cfg.max_reject_fraction:.1%}): {dict(reasons)}; see the reasons above "
-                "(no output written)"
+        (tmp / SHARD_DIR).mkdir()
+        for src, e in staged:
+            if sha256_file(src) != e.sha256:
+                raise PrepareError(
+                    f"{src}: staged shard does not match its commit record (corrupt); remove it"
+                )
+            os.link(src, tmp / e.name)  # same file system (a sibling): no copy; staging is removed after
+        with open(tmp / REJECTS_FILE, "w", encoding="utf-8") as f:
+            # Fixed key order (commit records store them key-sorted).
+            f.writelines(
+                json.dumps({k: r[k] for k in REJECT_KEYS}, ensure_ascii=False) + "\n" for r in rejects
             )
-        if not writer.entries:
-            raise PrepareError(f"no sequence survived preparation ({dict(reasons)}); no output written")
-        entries = writer.entries
         supervised = {
             s.name.lower(): sum(e.supervised_tokens[s.name.lower()] for e in entries) for s in LOSS_SPANS
         }
@@ -290,7 +453,7 @@ def prepare(
             prepare_config_hash=sha256_json(cfg.to_dict()),
             sources=[
                 {"name": n, "sha256": sha256_file(p), "rows": pf.metadata.num_rows}
-                for n, p, pf in zip(names, paths, files, strict=True)
+                for n, p, pf in zip(ins.names, ins.paths, ins.files, strict=True)
             ],
             shards=entries,
             totals={
@@ -303,14 +466,44 @@ def prepare(
             rejects_file={
                 "name": REJECTS_FILE,
                 "sha256": sha256_file(tmp / REJECTS_FILE),
-                "count": sum(reasons.values()),
+                "count": len(rejects),
             },
         ).finalize()
         manifest.write(tmp)
-    return PrepareResult(output=output, manifest=manifest, seconds=time.perf_counter() - t0)
+    return manifest
 
 
-def _process_row(src, row, r, cfg: PrepareConfig, renderer, writer: _ShardWriter, seen_ids, reject) -> None:
+def prepare(
+    inputs: str | list[str], output: str | Path, cfg: PrepareConfig, *, overwrite: bool = False
+) -> PrepareResult:
+    """Run worker `cfg.worker` of `cfg.num_workers` (then finalize when it is the only one), or, with
+    `cfg.finalize`, only the finalize step. Returns the output path, the manifest (once finalized) and
+    the workers' statistics."""
+    t0 = time.perf_counter()
+    output = Path(output).resolve()
+    ins = _open_inputs(inputs, cfg)
+    check_output_dir(output, overwrite=overwrite, kind=OUTPUT_KIND)  # fail before any work
+    stage = Stage(output, _plan(ins, cfg))
+    single = cfg.num_workers == 1 and not cfg.finalize
+    try:
+        if not cfg.finalize:
+            stage.begin()
+            stats = _run_worker(ins, cfg, stage)
+            if not single:
+                return PrepareResult(output, None, time.perf_counter() - t0, [stats], stage.root)
+        manifest = _finalize(ins, output, cfg, stage, overwrite=overwrite)
+    except (PrepareError, StagingError) as e:
+        if single:  # a deterministic failure: a rerun would fail the same way, so leave nothing behind
+            stage.remove()
+        if isinstance(e, StagingError):
+            raise PrepareError(str(e)) from e
+        raise
+    workers = stage.worker_stats()
+    stage.remove()
+    return PrepareResult(output, manifest, time.perf_counter() - t0, workers)
+
+
+def _process_row(src, row, r, cfg: PrepareConfig, renderer, writer: _BucketWriter, seen_ids, reject) -> None:
     sid = r["synth_id"]
     if not isinstance(sid, str) or not sid.strip():
         return reject(
@@ -354,15 +547,39 @@ def _process_row(src, row, r, cfg: PrepareConfig, renderer, writer: _ShardWriter
 
 
 def summary_lines(result: PrepareResult) -> list[str]:
-    t = result.manifest.totals
+    """A worker's own figures, or, once finalized, the dataset's totals plus the workers' added up."""
+    m = result.manifest
+    if m is None:
+        (w,) = result.workers
+        return [
+            f"worker             {w['worker']} of {w['num_workers']} ({w['buckets']} bucket(s))",
+            f"rows               {w['rows']} new in its buckets",
+            f"sequences out      {w['sequences']} in {w['shards_written']} new shard(s), "
+            f"{w['shards_skipped']} already committed",
+            f"rejected           {sum(w['rejected'].values())} {w['rejected'] or ''}".rstrip(),
+            f"tokens             {w['tokens']}",
+            f"throughput         {w['tokens'] / max(w['seconds'], 1e-9):,.0f} tokens/s ({w['seconds']:.1f} s)",
+            f"staged in          {result.staging} (publish with prepare.finalize=true)",
+        ]
+    t = m.totals
     sup = t["supervised_tokens"]
-    return [
+    lines = [
         f"rows in            {t['rows_in']}",
-        f"sequences out      {t['sequences']} in {len(result.manifest.shards)} shard(s)",
+        f"sequences out      {t['sequences']} in {len(m.shards)} shard(s)",
         f"rejected           {sum(t['rejected'].values())} {t['rejected'] or ''}".rstrip(),
         f"tokens             {t['tokens']}",
         "supervised tokens  " + ", ".join(f"{k} {v}" for k, v in sup.items()),
-        f"throughput         {t['tokens'] / max(result.seconds, 1e-9):,.0f} tokens/s ({result.seconds:.1f} s)",
-        f"manifest hash      {result.manifest_hash}",
-        f"output             {result.output}",
     ]
+    ws = result.workers
+    if len(ws) > 1:  # separate worker processes: add up their work
+        busy = sum(w["seconds"] for w in ws)
+        lines += [
+            f"workers            {len(ws)}: {busy:.1f} worker-s in total, slowest {max(w['seconds'] for w in ws):.1f} s, "
+            f"{sum(w['shards_written'] for w in ws)} shard(s) written in their last runs",
+            f"throughput         {t['tokens'] / max(busy, 1e-9):,.0f} tokens per worker-s; finalize {result.seconds:.1f} s",
+        ]
+    else:
+        lines.append(
+            f"throughput         {t['tokens'] / max(result.seconds, 1e-9):,.0f} tokens/s ({result.seconds:.1f} s)"
+        )
+    return [*lines, f"manifest hash      {m.manifest_hash}", f"output             {result.output}"]
