@@ -41,6 +41,7 @@ def test_scored_store_passes(clean_run, small_dataset):
     assert verdict.startswith(f"report PASS: {len(CHECKS)}/{len(CHECKS)} checks passed"), verdict
     data = json.loads((out / "report.json").read_text())
     assert data["verdict"] == "PASS" and all(c["passed"] for c in data["checks"].values())
+    assert data["summary"]["samples_quarantined"] == 0 and data["quarantined"] == {}
     manifest = json.loads((small_dataset / "manifest.json").read_text())
     supervised = manifest["totals"]["supervised_tokens"]
     spans = data["statistics"]["span"]

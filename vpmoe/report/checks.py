@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vpmoe.report.stats import FP16_REL
+from vpmoe.teacher.row_checks import first_rise, positive_rows, rising_rows
 
 # Ordered: the Markdown report lists them in this order.
 CHECKS = {
@@ -28,8 +29,8 @@ CHECKS = {
     "ids_in_range": "top-k ids in [0, padded vocab)",
     "unique_ids": "no id twice in a top-k row",
     "finite": "top-k and actual-token log-probs finite",
-    "nonpositive": "every log-prob <= logprob_tolerance",
-    "rank_order": "top-k log-probs non-increasing along each row",
+    "nonpositive": "every log-prob <= logprob_tolerance (the scorer's check, vpmoe/teacher/row_checks.py)",
+    "rank_order": "top-k log-probs non-increasing along each row, no tolerance (the scorer's check)",
     "topk_mass": "top-k probability mass <= 1 + mass_tolerance + fp16 rounding bound",
     "target_consistent": "actual-token log-prob equals the top-k entry of that token where it appears "
     "(fp16 tolerance), and its rank agrees with the row",
@@ -157,26 +158,24 @@ def value_failures(
                 f"actual-token log-prob {tlp[i]}",
             )
 
-    if not (x.max() <= tol and tlp.max() <= tol):  # NaN compares false: screened out, decided below
-        with np.errstate(invalid="ignore"):
-            pos_elem = x > tol
-            positive = pos_elem.any(axis=1) | (tlp > tol)
-        if positive.any():
-            out["nonpositive"] = (
-                positive,
-                lambda i: f"log-prob > {logprob_tolerance}: top-k {_first_values(x[i], pos_elem[i])}, "
-                f"actual-token {tlp[i]:.6g}",
-            )
-
-    # fp16 rounding is monotone, so rows sorted in fp32 stay sorted (ties allowed) after rounding.
-    rises = x[:, 1:] > x[:, :-1]
-    if rises.any():
+    # nonpositive and rank_order are the scorer's own checks (vpmoe/teacher/row_checks.py), so a row the
+    # scorer stored passes them; fp16 rounding is monotone, so rows sorted in fp32 stay sorted (ties
+    # allowed) after rounding.
+    positive = positive_rows(x, tlp, logprob_tolerance)
+    if positive is not None:
+        out["nonpositive"] = (
+            positive,
+            lambda i: f"log-prob > {logprob_tolerance}: top-k {_first_values(x[i], x[i] > tol)}, "
+            f"actual-token {tlp[i]:.6g}",
+        )
+    rising = rising_rows(x)
+    if rising is not None:
 
         def rise(i: int) -> str:
-            j = int(np.flatnonzero(rises[i])[0])
+            j = first_rise(x[i])
             return f"log-prob rises from rank {j + 1} to {j + 2} ({x[i, j]:.6g} -> {x[i, j + 1]:.6g})"
 
-        out["rank_order"] = (rises.any(axis=1), rise)
+        out["rank_order"] = (rising, rise)
 
     # Rounding each log-prob lp to fp16 scales its probability by at most exp(|lp| 2^-11), so the stored
     # mass exceeds the true one by about 2^-11 sum p |lp| = 2^-11 H_topk (first order).

@@ -24,6 +24,7 @@ from vpmoe.report.checks import CHECKS, CheckLog
 from vpmoe.report.scan import NONE_GROUP, ScanContext, ShardInfo, ShardJob, scan_shard
 from vpmoe.report.stats import FINE_BINS, StatsAccumulator
 from vpmoe.report.store_checks import check_provenance, check_shard_dir, root_attrs
+from vpmoe.teacher.row_checks import LOGPROB_TOLERANCE
 from vpmoe.teacher.store import SHARDS, StoreError, shard_stem
 from vpmoe.teacher.store_reader import resolve_store
 from vpmoe.utils.progress import progress
@@ -40,7 +41,7 @@ class ReportError(RuntimeError):
 @dataclass(kw_only=True)
 class ReportConfig:
     # A log-prob may exceed 0 by this much (fp32 log-softmax rounding): the scorer's own validator bound.
-    logprob_tolerance: float = 1e-4
+    logprob_tolerance: float = LOGPROB_TOLERANCE  # the scorer's (vpmoe/teacher/row_checks.py)
     # Top-k mass may exceed 1 by this much on top of the fp16 rounding bound (2^-11 x top-k entropy).
     mass_tolerance: float = 1e-3
     # teacher_not_degenerate: a shard's mean top-1 log-prob must be at least this many nats above a uniform
@@ -93,12 +94,21 @@ class Report:
     def committed_shards(self) -> int:
         return sum(s.status in ("scanned", "unreadable") for s in self.shards.values())
 
+    def quarantined(self) -> dict[str, dict]:
+        """Samples the scorer left out of the store, over the scanned shards: id -> {shard, reasons}."""
+        return {
+            sid: {"shard": stem, "reasons": reasons}
+            for stem, s in self.shards.items()
+            for sid, reasons in s.quarantined.items()
+        }
+
     def verdict_line(self) -> str:
         failed = self.checks.failed()
         committed = self.committed_shards()
         head = (
             f"report {'PASS' if not failed else 'FAIL'}: {len(CHECKS) - len(failed)}/{len(CHECKS)} checks passed, "
-            f"{committed}/{len(self.shards)} shards committed, {self.positions_scanned:,} positions scanned"
+            f"{committed}/{len(self.shards)} shards committed, {self.positions_scanned:,} positions scanned, "
+            f"{len(self.quarantined())} sample(s) quarantined"
         )
         if failed:
             parts = []
@@ -148,6 +158,7 @@ class Report:
                 "shards_expected": len(self.shards),
                 "shards_committed": self.committed_shards(),
                 "positions_scanned": self.positions_scanned,
+                "samples_quarantined": len(self.quarantined()),
                 "seconds": round(self.seconds, 3),
                 "positions_per_second": round(self.positions_scanned / self.seconds)
                 if self.seconds
@@ -173,6 +184,7 @@ class Report:
             "statistics": self.statistics,
             "storage": self.storage(),
             "shards": {stem: dataclasses.asdict(s) for stem, s in self.shards.items()},
+            "quarantined": self.quarantined(),
         }
 
 

@@ -1,5 +1,6 @@
 """The scan of one committed shard: array layout and chunk decoding, alignment with the prepared shard,
-then one streaming pass over the rows that runs the value checks and feeds the statistics. Rows with a
+then one streaming pass over the rows that runs the value checks and feeds the statistics. Samples the
+marker lists as quarantined are taken out of the prepared shard first: the store holds every other one. Rows with a
 failed value check are left out of the statistics; a misaligned shard gets value checks but neither
 the actual-token check nor statistics (its rows cannot be tied to dataset tokens)."""
 
@@ -19,8 +20,9 @@ from vpmoe.report.checks import CheckLog, RowBlock, decode, value_failures
 from vpmoe.report.stats import StatsAccumulator, row_metrics
 from vpmoe.report.store_checks import check_checksums
 from vpmoe.teacher.convert import near_uniform
+from vpmoe.teacher.quarantine import kept_rows, marker_quarantine, subset_shard
 from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas
-from vpmoe.teacher.store import ARRAYS, LAYOUT, ArrayFile, sample_ids_digest
+from vpmoe.teacher.store import ARRAYS, LAYOUT, ArrayFile, StoreError, sample_ids_digest
 
 # Rows per read (rounded to whole inner chunks): few Python calls per shard, memory bounded (~25 MB
 # decoded at k=64).
@@ -39,6 +41,9 @@ class ShardInfo:
     positions: int | None = None
     stored_bytes: int | None = None
     bytes_by_array: dict = field(default_factory=dict)
+    # Samples the scorer left out (teacher output failed validation; listed in the marker): sample id ->
+    # reasons. They are not misalignment: the shard is aligned against the dataset shard without them.
+    quarantined: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,13 @@ class ShardScan:
         except ManifestError as e:
             self.fail("alignment", f"dataset shard unreadable, cannot align: {e}")
             return info
+        try:
+            quarantined = marker_quarantine(self.marker)
+            shard = subset_shard(shard, kept_rows(shard.sample_ids, quarantined, "its marker"))
+        except StoreError as e:
+            self.fail("alignment", f"the marker's quarantine list does not fit the dataset shard: {e}")
+            return info
+        info.quarantined = {sid: e.get("reasons") for sid, e in quarantined.items()}
         self.sample_ids = shard.sample_ids
         expect = _expected_rows(shard)
         info.sequences, info.stored_bytes, info.bytes_by_array = len(shard), *_sizes(self.path)

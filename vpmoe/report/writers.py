@@ -54,7 +54,8 @@ def markdown(d: dict, images: list[str]) -> str:
         "",
         f"**{d['verdict']}**: {s['checks'] - s['checks_failed']}/{s['checks']} checks passed; "
         f"{s['shards_committed']}/{s['shards_expected']} dataset shards committed; "
-        f"{_fmt(s['positions_scanned'])} positions scanned in {s['seconds']:.1f} s.",
+        f"{_fmt(s['positions_scanned'])} positions scanned in {s['seconds']:.1f} s; "
+        f"{s['samples_quarantined']} sample(s) quarantined by the scorer (not in the store).",
         "",
         "| | |",
         "| --- | --- |",
@@ -91,6 +92,14 @@ def markdown(d: dict, images: list[str]) -> str:
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
 
+    if d["quarantined"]:
+        lines += ["", "## Quarantined samples", "",
+                  "Teacher output failed validation at scoring; left out of the store (listed in the shard's marker).", "",
+                  "| sample | shard | reasons |", "| --- | --- | --- |"]  # fmt: skip
+        lines += [
+            f"| `{sid}` | `{q['shard']}` | {_escape(str(q['reasons']))} |"
+            for sid, q in d["quarantined"].items()
+        ]
     lines += _statistics_md(d["statistics"], images)
     lines += _storage_md(d)
     return "\n".join(lines) + "\n"

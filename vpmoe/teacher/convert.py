@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# A top-k log-prob may exceed 0 by rounding in the log-softmax; anything beyond this is a format error.
-LOGPROB_TOLERANCE = 1e-4
+from vpmoe.teacher.row_checks import LOGPROB_TOLERANCE, positive_rows, rising_rows
 
 
 class FormatError(ValueError):
@@ -145,19 +144,11 @@ def _validate(
         lambda: ~(np.isfinite(topk_lp).all(axis=1) & np.isfinite(target_lp)),
         "non-finite log-prob",
     )
-    check(
-        "positive_logprob",
-        not (hi <= LOGPROB_TOLERANCE and thi <= LOGPROB_TOLERANCE),
-        lambda: (topk_lp > LOGPROB_TOLERANCE).any(axis=1) | (target_lp > LOGPROB_TOLERANCE),
-        "log-prob > 0",
-    )
-    rise = topk_lp[:, 1:] - topk_lp[:, :-1]
-    check(
-        "unsorted",
-        not (rise.max(initial=-np.inf) <= LOGPROB_TOLERANCE),
-        lambda: (rise > LOGPROB_TOLERANCE).any(axis=1),
-        "top-k not in descending order",
-    )
+    # The log-prob checks are the report's too (row_checks.py: one definition, one tolerance each).
+    positive = positive_rows(topk_lp, target_lp, LOGPROB_TOLERANCE)
+    check("positive_logprob", positive is not None, lambda: positive, "log-prob > 0")
+    rising = rising_rows(topk_lp)
+    check("unsorted", rising is not None, lambda: rising, "top-k not in descending order")
     check("bad_rank", not (target_rank.min() >= 1), lambda: target_rank < 1, "rank < 1")
 
 

@@ -7,6 +7,7 @@ running the same command twice is a no-op (the engine is not even started when n
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.teacher.convert import FormatError, Validity, near_uniform, prompt_logprobs_to_rows
+from vpmoe.teacher.convert import Validity, near_uniform, prompt_logprobs_to_rows
 from vpmoe.teacher.engine import TeacherConfig, TeacherError, VllmTeacher, teacher_identity
+from vpmoe.teacher.quarantine import check_fraction, corrupt_for_test, marker_quarantine, test_rejects
 from vpmoe.teacher.store import StoreProvenance, TeacherStore, shard_stem, store_dir
 from vpmoe.utils.hashing import sha256_json
 from vpmoe.utils.progress import progress
@@ -34,6 +36,9 @@ class ScoreConfig:
     # Each shard's first batch must have a mean top-1 log-prob at least this many nats above a uniform
     # distribution's -ln(vocab), else the run stops before committing it (convert.near_uniform says why 2).
     min_top1_gain: float = 2.0
+    # Most samples (as a share of the worker's assigned samples) whose teacher output may fail validation
+    # and be quarantined (left out of the store, docs/teacher_store.md "Quarantine") before the run fails.
+    max_quarantine_fraction: float = 0.001
 
     def __post_init__(self) -> None:
         if self.num_workers < 1 or not 0 <= self.worker < self.num_workers:
@@ -44,6 +49,12 @@ class ScoreConfig:
             raise ValueError("batch_tokens must be >= 1")
         if not 0.0 < self.min_top1_gain <= 10.0:
             raise ValueError(f"min_top1_gain must be in (0, 10] nats, got {self.min_top1_gain}")
+        # Above half, most of the data could go missing as "quarantine": that is a broken teacher or
+        # engine, which must fail the run, never thin the dataset.
+        if not 0.0 <= self.max_quarantine_fraction <= 0.5:
+            raise ValueError(
+                f"max_quarantine_fraction must be in [0, 0.5], got {self.max_quarantine_fraction}"
+            )
 
 
 @dataclass
@@ -55,6 +66,8 @@ class ScoreResult:
     seconds: float
     stored_bytes: int
     validity: Validity
+    samples: int  # the worker's assigned samples
+    quarantined: dict[str, dict]  # of those, left out of the store (committed shards, this run's and before)
 
     @property
     def bytes_per_position(self) -> float:
@@ -123,19 +136,34 @@ def score(
     )
     validity = Validity()
     positions_total = stored_bytes = 0
+    # The worker's quarantine so far (committed shards' markers) and the scope of the fraction check.
+    quarantined: dict[str, dict] = {}
+    todo_names = {e.name for e in todo}
+    for e in mine:
+        if e.name not in todo_names:
+            quarantined.update(
+                marker_quarantine(json.loads(store.marker_path(shard_stem(e.name)).read_text()))
+            )
+    samples = sum(e.sequences for e in mine)
+    budget = (samples, f"worker {cfg.worker}/{cfg.num_workers}'s {len(mine)} shard(s)")
     if todo:
         engine = VllmTeacher(teacher, vocab)
         log.info("engine settings: %s", engine.settings())
         bar = progress(total=sum(sum(e.supervised_tokens.values()) for e in todo), desc="score", unit="pos")
         for entry in todo:
-            info = _score_shard(ds, entry, store, engine, teacher.k, vocab, cfg, validity, bar)
+            info, q = _score_shard(
+                ds, entry, store, engine, teacher.k, vocab, cfg, validity, bar, quarantined, budget
+            )
+            quarantined.update(q)
             positions_total += info["positions"]
             stored_bytes += info["bytes"]
         bar.close()
+    check_fraction(quarantined, *budget, cfg.max_quarantine_fraction)  # also when nothing was left to do
     seconds = time.perf_counter() - t0
     return ScoreResult(
-        root, len(todo), len(mine) - len(todo), positions_total, seconds, stored_bytes, validity
-    )
+        root, len(todo), len(mine) - len(todo), positions_total, seconds, stored_bytes, validity,
+        samples, quarantined,
+    )  # fmt: skip
 
 
 def _score_shard(
@@ -148,48 +176,100 @@ def _score_shard(
     cfg: ScoreConfig,
     validity: Validity,
     bar,
-) -> dict:
+    prior: dict[str, dict],
+    budget: tuple[int, str],
+) -> tuple[dict, dict[str, dict]]:
+    """Score, write and commit one shard; returns the marker and the shard's quarantined samples.
+
+    A sample whose teacher output fails validation is quarantined (vpmoe/teacher/quarantine.py). The
+    writer's arrays are sized before the first row is written (store.py), so a pass that meets a bad
+    sample stops writing, scores the rest of the shard only to find every other bad sample, and the
+    shard is scored again without them. Quarantine is rare (max_quarantine_fraction), so the second pass
+    costs a small share of a run; buffering whole shards in memory instead would not scale (GBs per shard).
+    `prior` and `budget` (samples, scope) are the worker's quarantine so far, for the fraction check."""
     t0 = time.perf_counter()
     stem = shard_stem(entry.name)
     shard = ds.read_shard(entry.name)
     sup = [shard.supervised_positions(i) for i in range(len(shard))]
-    lengths = np.diff(shard.offsets)
-    writer = store.begin_shard(stem, num_positions=int(sum(len(s) for s in sup)), num_sequences=len(shard))
-    try:
-        i, checked = 0, False
-        while i < len(shard):
-            j, tokens = i, 0
-            while j < len(shard) and (j == i or tokens + lengths[j] <= cfg.batch_tokens):
-                tokens += lengths[j]
-                j += 1
-            outs = engine.score([shard.sequence(s)[0].tolist() for s in range(i, j)])
-            batch = []
-            for s, lp in zip(range(i, j), outs, strict=True):
-                where = f"{entry.name} sample {shard.sample_ids[s]}"
-                batch.append(
-                    prompt_logprobs_to_rows(lp, shard.sequence(s)[0], sup[s], k, vocab, validity, where)
-                )
-                if validity.rejected:
-                    raise FormatError(
-                        f"teacher output failed validation: {dict(validity.rejected)}; first: {next(iter(validity.examples.values()))}"
-                    )
-            if not checked and sum(len(r["positions"]) for r in batch):
-                _check_not_uniform(batch, stem, vocab, cfg.min_top1_gain)  # before anything is written
-                checked = True
-            for s, rows in zip(range(i, j), batch, strict=True):
-                writer.add_sequence(**rows)
-                bar.update(len(sup[s]))
-            i = j
-        info = writer.commit(dataset_shard_sha256=entry.sha256, sample_ids=shard.sample_ids)
-    except BaseException:
-        writer.abort()
-        raise
+    quarantined: dict[str, dict] = {}
+    while True:
+        keep = [s for s in range(len(shard)) if shard.sample_ids[s] not in quarantined]
+        writer = store.begin_shard(
+            stem, num_positions=int(sum(len(sup[s]) for s in keep)), num_sequences=len(keep)
+        )
+        try:
+            run = Validity()
+            found = _shard_pass(entry, shard, sup, keep, writer, engine, k, vocab, cfg, run, bar)
+            if found:
+                log.warning(
+                    "shard %s: %d sample(s) failed teacher-output validation, quarantined; scoring the "
+                    "shard again without them: %s", stem, len(found), found,
+                )  # fmt: skip
+                writer.abort()
+                quarantined.update(found)
+                # Over the limit: fail now (naming them), before the shard is scored again or committed.
+                check_fraction({**prior, **quarantined}, *budget, cfg.max_quarantine_fraction)
+                continue
+            info = writer.commit(
+                dataset_shard_sha256=entry.sha256,
+                sample_ids=[shard.sample_ids[s] for s in keep],
+                quarantined=[{"sample_id": sid, **e} for sid, e in quarantined.items()],
+            )
+        except BaseException:
+            writer.abort()
+            raise
+        break
+    # The run's figures count each position once: the committed pass, plus the quarantined samples.
+    validity.checked += run.checked + sum(e["positions"] for e in quarantined.values())
+    for e in quarantined.values():
+        for reason, n in e["reasons"].items():
+            validity.reject(reason, n, e["first"])
     dt = time.perf_counter() - t0
     log.info(
-        "shard %s: %d sequences, %d positions in %.1f s (%.0f positions/s), %.1f bytes/position",
+        "shard %s: %d sequences, %d positions in %.1f s (%.0f positions/s), %.1f bytes/position%s",
         stem, info["sequences"], info["positions"], dt, info["positions"] / dt, info["bytes"] / max(info["positions"], 1),
+        f", {len(quarantined)} sample(s) quarantined" if quarantined else "",
     )  # fmt: skip
-    return info
+    return info, quarantined
+
+
+def _shard_pass(entry, shard, sup, keep, writer, engine, k, vocab, cfg, validity, bar) -> dict[str, dict]:
+    """One pass over the samples `keep`: every valid sample written until the first invalid one, every
+    sample validated. Returns the invalid ones as quarantine entries (empty: the writer holds the shard)."""
+    lengths = np.diff(shard.offsets)
+    rejects = test_rejects()  # test-only (quarantine.TEST_REJECT_ENV); empty in every real run
+    found: dict[str, dict] = {}
+    i, checked = 0, False
+    while i < len(keep):
+        j, tokens = i, 0
+        while j < len(keep) and (j == i or tokens + lengths[keep[j]] <= cfg.batch_tokens):
+            tokens += lengths[keep[j]]
+            j += 1
+        outs = engine.score([shard.sequence(s)[0].tolist() for s in keep[i:j]])
+        batch = []
+        for s, lp in zip(keep[i:j], outs, strict=True):
+            sid = shard.sample_ids[s]
+            if sid in rejects:
+                lp = corrupt_for_test(lp)
+            v = Validity()
+            rows = prompt_logprobs_to_rows(
+                lp, shard.sequence(s)[0], sup[s], k, vocab, v, f"{entry.name} sample {sid}"
+            )
+            validity.checked += v.checked
+            if v.rejected:
+                first = next(iter(v.examples.values()))
+                found[sid] = {"reasons": dict(v.rejected), "first": first, "positions": len(sup[s])}
+            else:
+                batch.append((s, rows))
+        if not checked and sum(len(r["positions"]) for _, r in batch):
+            _check_not_uniform([r for _, r in batch], shard_stem(entry.name), vocab, cfg.min_top1_gain)
+            checked = True  # before anything is written
+        for s, rows in batch:
+            if not found:  # after a bad sample nothing more is written: this pass's writer is discarded
+                writer.add_sequence(**rows)
+            bar.update(len(sup[s]))
+        i = j
+    return found
 
 
 def _check_not_uniform(batch: list[dict], stem: str, vocab: int, min_top1_gain: float) -> None:
@@ -213,6 +293,12 @@ def summary_lines(r: ScoreResult) -> list[str]:
         f"shards scored      {r.shards_scored} (skipped, already committed: {r.shards_skipped})",
         f"positions          {r.positions} in {r.seconds:.1f} s ({r.positions / max(r.seconds, 1e-9):,.0f} positions/s overall)",
         f"format validity    {v.checked} positions checked, {sum(v.rejected.values())} rejected {dict(v.rejected) or ''}".rstrip(),
+        f"quarantined        {len(r.quarantined)} of {r.samples} samples"
+        + (
+            f" ({', '.join(list(r.quarantined)[:5])}{', ...' if len(r.quarantined) > 5 else ''})"
+            if r.quarantined
+            else ""
+        ),
         f"bytes/position     {r.bytes_per_position:.1f}"
         if r.positions
         else "bytes/position     n/a (nothing scored)",

@@ -614,7 +614,10 @@ class ShardWriter:
         self.written += take
         self.buffered -= take
 
-    def commit(self, *, dataset_shard_sha256: str, sample_ids: list[str]) -> dict:
+    def commit(
+        self, *, dataset_shard_sha256: str, sample_ids: list[str], quarantined: list[dict] = ()
+    ) -> dict:
+        """`sample_ids`: the samples stored (the dataset shard's minus `quarantined`, vpmoe/teacher/quarantine.py)."""
         self._flush(final=True)
         if self.written != self.num_positions or len(self.seq_lengths) != self.num_sequences:
             raise StoreError(
@@ -644,6 +647,7 @@ class ShardWriter:
             "k": self.store.provenance.k,
             "bytes": sum((final / f).stat().st_size for f in files),
             "files": files,
+            "quarantined": list(quarantined),
         }
         commit_file(self.store.marker_path(self.stem), json.dumps(info, indent=1, sort_keys=True))
         self.owned.close()

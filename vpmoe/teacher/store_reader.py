@@ -1,7 +1,8 @@
 """Reading a `TeacherStore` by sample id (used by the trainer's loader and the reports).
 
 Open with the prepared dataset and the store: the store's recorded dataset manifest hash must equal the
-dataset's, and every dataset shard must be committed. Fetch returns one sample's rows.
+dataset's, and every dataset shard must be committed. Fetch returns one sample's rows. Samples the scorer
+quarantined (vpmoe/teacher/quarantine.py) have no rows: they are in `quarantined`, not in the index.
 
 Fast path: a fetch needs a few hundred rows of five arrays; zarr's generic indexing costs ~0.7 ms per
 call in overhead alone (measured: 5.4 ms per fetch, ~60k positions/s). The reader therefore decodes the
@@ -33,6 +34,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from vpmoe.data.prepared import PreparedDataset
+from vpmoe.teacher.quarantine import kept_rows, marker_quarantine
 from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas, undo_deltas
 from vpmoe.teacher.store import (
     ARRAYS,
@@ -116,7 +118,9 @@ class TeacherStoreReader:
             )
         self.k = int(self.attrs["k"])
         self.stems: list[str] = []  # one per dataset shard, in manifest order (incomplete ones raise below)
-        self.index: dict[str, tuple[int, int]] = {}
+        self.index: dict[str, tuple[int, int]] = {}  # sample id -> (shard, sequence within the stored shard)
+        # Samples left out of the store by the scorer (vpmoe/teacher/quarantine.py): id -> marker entry.
+        self.quarantined: dict[str, dict] = {}
         incomplete = []
         for si, entry in enumerate(self.dataset.manifest.shards):
             stem = shard_stem(entry.name)
@@ -126,8 +130,11 @@ class TeacherStoreReader:
                 incomplete.append(stem)
                 continue
             ids = pq.read_table(self.dataset.root / entry.name, columns=["sample_id"]).column(0).to_pylist()
+            quarantined = marker_quarantine(info)
+            ids = [ids[i] for i in kept_rows(ids, quarantined, str(marker))]
             if sample_ids_digest(ids) != info["sample_ids_sha256"]:
                 raise StoreError(f"{marker}: sample ids differ from dataset shard {entry.name}")
+            self.quarantined.update(quarantined)
             self.stems.append(stem)
             for j, sid in enumerate(ids):
                 self.index[sid] = (si, j)
@@ -161,6 +168,11 @@ class TeacherStoreReader:
         try:
             si, j = self.index[sample_id]
         except KeyError:
+            if sample_id in self.quarantined:
+                raise KeyError(
+                    f"sample id {sample_id!r} is quarantined (no teacher rows: "
+                    f"{self.quarantined[sample_id].get('reasons')}); skip it (train/data.py SampleIndex)"
+                ) from None
             raise KeyError(f"sample id {sample_id!r} is not in dataset {self.dataset.root}") from None
         shard = self._open(si)
         a, b = (int(x) for x in shard.offsets[j : j + 2])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import torch
 
 from vpmoe.data.harmony_render import IGNORE_INDEX, position_spans
 from vpmoe.data.prepared import PreparedDataset
+from vpmoe.teacher.quarantine import kept_rows
 from vpmoe.teacher.store_reader import TeacherStoreReader
 
 
@@ -73,7 +75,9 @@ def is_held_out(sample_id: str, fraction: float) -> bool:
 
 @dataclass(frozen=True)
 class SampleIndex:
-    """Every sequence of the dataset: id, length, and where it lives."""
+    """Every sequence of the dataset that has teacher rows: id, length, and where it lives. Samples the
+    scorer quarantined (no teacher rows, vpmoe/teacher/quarantine.py) are left out, so no step ever holds
+    a sequence without its teacher."""
 
     sample_ids: list[str]
     lengths: np.ndarray  # int64
@@ -82,15 +86,21 @@ class SampleIndex:
     held_out: np.ndarray  # bool
 
     @classmethod
-    def build(cls, ds: PreparedDataset, eval_fraction: float) -> SampleIndex:
+    def build(
+        cls, ds: PreparedDataset, eval_fraction: float, *, quarantined: Collection[str] = frozenset()
+    ) -> SampleIndex:
+        """`quarantined`: the store's quarantined sample ids (`TeacherStoreReader.quarantined`). Left
+        empty where a quarantined sample is still indexed, `MicroBatchBuilder` refuses the index."""
         ids, lengths, shard, row = [], [], [], []
+        quarantined = frozenset(quarantined)
         for si, entry in enumerate(ds.manifest.shards):
             t = pq.read_table(ds.root / entry.name, columns=["sample_id", "num_tokens"])
             sids = t.column("sample_id").to_pylist()
-            ids += sids
-            lengths.append(t.column("num_tokens").to_numpy().astype(np.int64))
-            shard.append(np.full(len(sids), si, np.int32))
-            row.append(np.arange(len(sids), dtype=np.int32))
+            keep = kept_rows(sids, quarantined.intersection(sids), entry.name)  # this shard's share
+            ids += [sids[j] for j in keep]
+            lengths.append(t.column("num_tokens").to_numpy().astype(np.int64)[keep])
+            shard.append(np.full(len(keep), si, np.int32))
+            row.append(keep.astype(np.int32))
         held = np.array([is_held_out(s, eval_fraction) for s in ids], dtype=bool)
         return cls(ids, np.concatenate(lengths), np.concatenate(shard), np.concatenate(row), held)
 
@@ -144,6 +154,14 @@ class MicroBatchBuilder:
     def build(self, samples: np.ndarray) -> dict[str, torch.Tensor]:
         if self._reader is None:
             self._reader = TeacherStoreReader(self.dataset_dir, self.store_dir)
+            # Once per process: an index built without the store's quarantine would hand out samples
+            # without teacher rows (a fetch deep in a step would fail); refuse it up front, by name.
+            bad = sorted(set(self._reader.quarantined).intersection(self.index.sample_ids))
+            if bad:
+                raise RuntimeError(
+                    f"the sample index holds {len(bad)} quarantined sample(s) without teacher rows "
+                    f"({', '.join(bad[:5])}): build it with SampleIndex.build(..., quarantined=reader.quarantined)"
+                )
         b = len(samples)
         s = int(self.index.lengths[samples].max())
         input_ids = np.zeros((b, s), np.int64)
