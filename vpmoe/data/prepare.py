@@ -438,7 +438,13 @@ def _finalize(
                 raise PrepareError(
                     f"{src}: staged shard does not match its commit record (corrupt); remove it"
                 )
-            os.link(src, tmp / e.name)  # same file system (a sibling): no copy; staging is removed after
+            try:
+                os.link(src, tmp / e.name)  # same file system (a sibling): no copy; staging is removed after
+            except OSError as err:
+                raise PrepareError(
+                    f"finalize links each staged shard into the output; {src} -> {tmp / e.name} failed "
+                    f"({err.strerror}): the output's file system must support hard links"
+                ) from None
         with open(tmp / REJECTS_FILE, "w", encoding="utf-8") as f:
             # Fixed key order (commit records store them key-sorted).
             f.writelines(
