@@ -39,7 +39,8 @@ def parse(argv: list[str]) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    # The Hydra stages' console format (hydra/job_logging: stdout): plain messages on stdout.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     args = parse(argv)
     route_console(stage_log_file("evaluate", args["checkpoint"]), verbose=args.get("verbose") == "true")
     # After the routing: megatron and Triton warn at import.
