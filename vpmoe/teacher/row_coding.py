@@ -24,6 +24,38 @@ import itertools
 
 import numpy as np
 
+# What a plain Zarr reader needs to decode the two coded arrays, stored as each array's Zarr attributes
+# (key "vpmoe_coding") by the writer; docs/teacher_store.md "Layout" says the same. Descriptive only:
+# the reader decodes with the code below and does not read them.
+ZARR_CODING_ATTRIBUTES = {
+    "topk_id_codes": {
+        "vpmoe_coding": {
+            "transform": "id_order_codes",
+            "table": "id_order",
+            "vocab_size": "the root group's attributes: tokenizer.padded_vocab_size",
+            "decode": (
+                "n = len(id_order); a code c < n is the token id id_order[c]; a code c >= n is the "
+                "(c - n)-th (0-based) id of [0, vocab_size) that is not in id_order, ascending"
+            ),
+        }
+    },
+    "topk_logprob_deltas": {
+        "vpmoe_coding": {
+            "transform": "fp16_bit_deltas_along_k",
+            "decode": (
+                "log-probs = cumsum(deltas, axis=1) modulo 2**16 as uint16, viewed as IEEE float16 "
+                "(numpy: np.cumsum(d, axis=1, dtype=np.uint16).view(np.float16))"
+            ),
+        }
+    },
+    "id_order": {
+        "vpmoe_coding": {
+            "transform": "id_order_table",
+            "decode": "the token ids of codes 0..n-1 of topk_id_codes",
+        }
+    },
+}
+
 # Positions counted for a shard's id order: 1M ids at k=64 (16k rows vs the whole shard: +0.7 B/pos).
 TABLE_ROWS = 16384
 

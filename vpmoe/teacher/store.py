@@ -45,7 +45,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from vpmoe.teacher.row_coding import TABLE_ROWS, IdOrder, logprob_deltas
+from vpmoe.teacher.row_coding import TABLE_ROWS, ZARR_CODING_ATTRIBUTES, IdOrder, logprob_deltas
 from vpmoe.tokenizer import PADDED_VOCAB_SIZE
 from vpmoe.utils.atomic import (
     OutputExistsError,
@@ -564,7 +564,13 @@ class ShardWriter:
         chunks = (rows, *shape[1:])
         shards = (max(1, -(-shape[0] // rows)) * rows, *shape[1:])
         self.group.create_array(
-            name, shape=shape, chunks=chunks, shards=shards, dtype=layout.dtype, **zarr_codecs(layout)
+            name,
+            shape=shape,
+            chunks=chunks,
+            shards=shards,
+            dtype=layout.dtype,
+            attributes=ZARR_CODING_ATTRIBUTES.get(name, {}),  # how a plain Zarr reader decodes it
+            **zarr_codecs(layout),
         )
         return ArrayFile(self.tmp / name)
 
