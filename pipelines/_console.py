@@ -55,6 +55,12 @@ def stage_log_file(stage: str, run_dir: str | Path) -> Path:
     return Path(run_dir) / "logs" / name
 
 
+# The process's one active route. A Hydra multirun runs its jobs in one process and routes once per job:
+# each new route first undoes the previous one (its closing line printed, handlers removed, file
+# descriptor 2 and sys.stderr back to the terminal), so job 2's output never goes to job 1's file.
+_ROUTE: dict = {}
+
+
 def route_console(log_file: str | Path, *, verbose: bool) -> Path:
     """Route third-party output to `log_file` (module docstring). Returns the file's path."""
     log_file = Path(log_file)
@@ -62,17 +68,20 @@ def route_console(log_file: str | Path, *, verbose: bool) -> Path:
         log_file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # e.g. the output path runs through a file: say so before any work
         raise SystemExit(f"cannot create the log directory {log_file.parent}: {e.strerror}") from None
+    _close_route()
     # vLLM installs its own stdout handler unless told not to; then its records reach ours through root.
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
-    stream = open(log_file, "a", buffering=1)  # noqa: SIM115 (lives as long as the process)
+    stream = open(log_file, "a", buffering=1)  # noqa: SIM115 (closed by _close_route)
     stream.write(f"==== {' '.join(sys.argv)} (pid {os.getpid()})\n")
-    start = stream.tell()
     root = logging.getLogger()
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     file_handler = logging.StreamHandler(stream)
     file_handler.setFormatter(logging.Formatter(FILE_FORMAT))
     root.addHandler(file_handler)
+    _ROUTE.update(
+        log_file=log_file, stream=stream, start=stream.tell(), file_handler=file_handler, filter=None
+    )
     if verbose:
         logging.captureWarnings(True)  # warnings as records: console (Hydra's handler) and the file
         return log_file
@@ -83,32 +92,59 @@ def route_console(log_file: str | Path, *, verbose: bool) -> Path:
             handler.addFilter(console_filter)
     # C/C++ writes to fd 2 (c10's NUMA notice, native libraries) go to the file; Python's own stderr
     # (tracebacks, our progress bars) keeps the terminal through a duplicate of the original descriptor.
-    console_err = os.fdopen(os.dup(2), "w", buffering=1)
+    terminal = os.dup(2)
+    console_err = os.fdopen(os.dup(terminal), "w", buffering=1)
     sys.stderr.flush()
     os.dup2(stream.fileno(), 2)
     sys.stderr = console_err
     for handler in root.handlers:
         if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.__stderr__:
             handler.setStream(console_err)
-
     our_warnings = logging.getLogger("vpmoe.warnings")
-    held = {"n": 0}
+    held = [0]  # third-party warnings written to the file (a closure: the hook may outlive the route)
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
         text = f"{filename}:{lineno}: {category.__name__}: {message}"
         if str(filename).startswith(OUR_CODE):
             our_warnings.warning("%s", text)
         else:
-            held["n"] += 1
+            held[0] += 1
             stream.write(f"WARNING {text}\n")
 
-    warnings.showwarning = showwarning
-
-    def closing_line() -> None:
-        stream.flush()
-        if os.environ.get("RANK", "0") == "0" and os.path.getsize(log_file) > start:
-            n = held["n"] + console_filter.held_warnings
-            print(f"third-party messages: {log_file} ({n} warning(s)); verbose=true shows them here")
-
-    atexit.register(closing_line)
+    _ROUTE.update(filter=console_filter, held=held, terminal=terminal, console_err=console_err)
+    _ROUTE["showwarning"], warnings.showwarning = warnings.showwarning, showwarning
     return log_file
+
+
+def _close_route(*, restore: bool = True) -> None:
+    """Print the active route's closing line. `restore` (a new route follows): also undo the route, so the
+    terminal, the handlers and the warnings hook are as before it. At exit the route stays in place: what
+    libraries print while the interpreter shuts down still goes to the file."""
+    if not _ROUTE:
+        return
+    r = dict(_ROUTE)
+    _ROUTE.clear()
+    r["stream"].flush()
+    quiet = r["filter"] is not None  # verbose routes showed everything already: no closing line
+    if quiet and os.environ.get("RANK", "0") == "0" and os.path.getsize(r["log_file"]) > r["start"]:
+        n = r["held"][0] + r["filter"].held_warnings
+        print(f"third-party messages: {r['log_file']} ({n} warning(s)); verbose=true shows them here")
+    if not restore:
+        return
+    root = logging.getLogger()
+    root.removeHandler(r["file_handler"])
+    if quiet:  # the console was filtered and fd 2 redirected
+        for handler in root.handlers:
+            handler.removeFilter(r["filter"])
+            if isinstance(handler, logging.StreamHandler) and handler.stream is r["console_err"]:
+                handler.setStream(sys.__stderr__)
+        warnings.showwarning = r["showwarning"]
+        r["console_err"].flush()
+        os.dup2(r["terminal"], 2)
+        os.close(r["terminal"])
+        sys.stderr = sys.__stderr__
+        r["console_err"].close()
+    r["stream"].close()
+
+
+atexit.register(_close_route, restore=False)

@@ -64,3 +64,32 @@ def test_verbose_shows_everything(tmp_path):
         assert line in console, (line, console)
         assert line in logfile, (line, logfile)
     assert "native notice" in console
+
+
+_TWO_ROUTES = r"""
+import logging, os, sys
+sys.path.insert(0, {repo!r})
+from pipelines._console import route_console
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
+for job in (1, 2):  # a Hydra multirun: one process, one route per job
+    route_console({logs!r} + f"/job{{job}}.log", verbose=False)
+    logging.getLogger("vpmoe.stage").info(f"job {{job}} progress")
+    logging.getLogger("megatron.core").warning(f"job {{job}} library warning")
+    os.write(2, f"job {{job}} native notice\n".encode())
+    print(f"job {{job}} traceback-like line", file=sys.stderr, flush=True)
+"""
+
+
+def test_each_route_of_one_process_has_its_own_file_and_keeps_the_terminal(tmp_path):
+    """A second route (the next job of a multirun) starts from the terminal, not the first job's file."""
+    code = _TWO_ROUTES.format(repo=str(REPO), logs=str(tmp_path))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    console = res.stdout + res.stderr
+    job1, job2 = ((tmp_path / f"job{j}.log").read_text() for j in (1, 2))
+    for j, (mine, other) in ((1, (job1, job2)), (2, (job2, job1))):
+        assert f"job {j} progress" in console and f"job {j} traceback-like line" in console
+        for theirs in (f"job {j} library warning", f"job {j} native notice"):
+            assert theirs in mine and theirs not in other and theirs not in console, (theirs, console)
+        assert f"job {j} traceback-like line" not in job1 + job2
+        assert f"third-party messages: {tmp_path / f'job{j}.log'} (1 warning(s))" in console
