@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+pytest_plugins = ["s3_server"]  # the moto S3 test server fixtures (tests/s3_server.py)
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample" / "synth_sample.parquet"
 sys.path.insert(0, str(REPO))
@@ -96,12 +97,12 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_module(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run `python -m <module> args...` from the repo root, as a user would."""
+def run_module(module: str, *args: str, timeout: int = 900, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` from the repo root (or `cwd`), as a user would."""
     env = cli_env()
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=REPO,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=False,
