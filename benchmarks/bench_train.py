@@ -240,7 +240,7 @@ def main() -> int:
         from vpmoe.train.data import DataConfig, MicroBatchBuilder, SampleIndex, TrainLoader
 
         reader = TeacherStoreReader(args.dataset, args.store)
-        index = SampleIndex.build(reader.dataset, 0.0, quarantined=reader.quarantined)
+        index = SampleIndex.build(reader, 0.0)
         dcfg = DataConfig(
             global_batch_size=args.micro * args.micro_batches,
             micro_batch_size=args.micro,

@@ -48,11 +48,15 @@ class _ConsoleFilter(logging.Filter):
 
 
 def stage_log_file(stage: str, run_dir: str | Path) -> Path:
-    """`<run_dir>/logs/<stage>[-rank<r>].log`: one file per stage and rank, appended across reruns."""
+    """`<run_dir>/logs/<stage>[-rank<r>].log`: one file per stage and rank, appended across reruns. A log
+    is appended line by line, which object storage cannot do: for an `s3://` run_dir it is
+    `./logs/<stage>.log` in the working directory."""
+    from vpmoe.utils.storage import is_remote
+
     rank = os.environ.get("RANK")
     several = rank is not None and os.environ.get("WORLD_SIZE", "1") != "1"
     name = f"{stage}-rank{rank}.log" if several else f"{stage}.log"
-    return Path(run_dir) / "logs" / name
+    return (Path("logs") if is_remote(str(run_dir)) else Path(run_dir) / "logs") / name
 
 
 # The process's one active route. A Hydra multirun runs its jobs in one process and routes once per job:

@@ -17,3 +17,13 @@ def require(cfg: DictConfig, key: str) -> Any:
     if OmegaConf.is_missing(cfg, key):
         raise SystemExit(f"missing required config key `{key}` (pass {key}=...)")
     return OmegaConf.select(cfg, key)
+
+
+def apply_storage(cfg: DictConfig) -> None:
+    """Make the `storage` slice (endpoint, region for s3:// paths) effective here and in child processes."""
+    from vpmoe.utils.storage import StorageConfig
+
+    try:
+        StorageConfig(**to_container(cfg, "storage")).apply()
+    except TypeError as e:
+        raise SystemExit(f"invalid storage config: {e}") from e

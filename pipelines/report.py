@@ -17,9 +17,10 @@ import hydra
 from omegaconf import DictConfig
 
 from pipelines._console import route_console, stage_log_file
-from pipelines._hydra import require, to_container
+from pipelines._hydra import apply_storage, require, to_container
 from vpmoe.data.manifest import ManifestError
 from vpmoe.report import ReportConfig, ReportError, run_report, write_report
+from vpmoe.utils.storage import join
 
 log = logging.getLogger("vpmoe.report")
 
@@ -31,10 +32,11 @@ def main(cfg: DictConfig) -> None:
         report_cfg = ReportConfig(**to_container(cfg, "report"))
     except (TypeError, ValueError) as e:
         raise SystemExit(f"invalid config: {e}") from e
+    apply_storage(cfg)
     route_console(stage_log_file("report", store), verbose=cfg.verbose)
     try:
         report = run_report(dataset, store, report_cfg)
-        out = write_report(report, cfg.output if cfg.output is not None else report.store / "report")
+        out = write_report(report, cfg.output if cfg.output is not None else join(report.store, "report"))
     except (ManifestError, ReportError) as e:
         log.error("%s", e)
         sys.exit(1)

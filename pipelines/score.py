@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pipelines._console import route_console, stage_log_file
-from pipelines._hydra import require, to_container
+from pipelines._hydra import apply_storage, require, to_container
 from vpmoe.data.manifest import ManifestError
 from vpmoe.teacher.convert import FormatError
 from vpmoe.teacher.engine import TeacherConfig, TeacherError
@@ -35,6 +35,7 @@ def main(cfg: DictConfig) -> None:
         score_cfg = ScoreConfig(**to_container(cfg, "score"))
     except (TypeError, ValueError) as e:
         raise SystemExit(f"invalid config: {e}") from e
+    apply_storage(cfg)
     # vLLM's INFO lines, notices and C++ messages go to <output>/logs/ (pipelines/_console.py).
     route_console(stage_log_file(f"score-worker{score_cfg.worker}", output), verbose=cfg.verbose)
     try:

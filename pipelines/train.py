@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipelines._console import route_console, stage_log_file
-from pipelines._hydra import require, to_container
+from pipelines._hydra import apply_storage, require, to_container
 
 log = logging.getLogger("vpmoe.train")
 
@@ -69,6 +69,7 @@ def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = hc.runtime.output_dir if multirun else str(cfg.run_dir)
+    apply_storage(cfg)
     route_console(stage_log_file("train", run_dir), verbose=cfg.verbose)
     from vpmoe.data.manifest import ManifestError
     from vpmoe.teacher.store import StoreError

@@ -79,14 +79,20 @@ def test_reader_report_and_trainer_skip_the_quarantined_sample(quarantined_store
     assert "1 sample(s) quarantined" in report.verdict_line()
     assert f"| `{bad}` | `shard-00000` |" in markdown(d, [])
 
-    index = SampleIndex.build(reader.dataset, 0.0, quarantined=reader.quarantined)
-    assert bad not in index.sample_ids and len(index.sample_ids) == 11
-    batch = MicroBatchBuilder(small_dataset, store, index, reader.k).build(np.arange(11))
-    assert batch["input_ids"].shape[0] == 11
-    # An index that still holds the quarantined sample is refused before any step, naming it.
-    unaware = SampleIndex.build(reader.dataset, 0.0)
-    with pytest.raises(RuntimeError, match=f"quarantined sample.*{bad}"):
-        MicroBatchBuilder(small_dataset, store, unaware, reader.k).build(np.arange(2))
+    index = SampleIndex.build(reader, 0.0)
+    bad_row = shard.sample_ids.index(bad)
+    in0 = index.shard == 0
+    assert len(index) == 11 and bad_row not in index.row[in0].tolist()
+    # The stored sequence of each kept row of shard 0 skips the quarantined one.
+    np.testing.assert_array_equal(index.store_seq[in0], np.arange(len(shard) - 1))
+    np.testing.assert_array_equal(index.row[in0], [j for j in range(len(shard)) if j != bad_row])
+    samples = np.flatnonzero(in0)
+    batch = MicroBatchBuilder(small_dataset, store, index, reader.k).build(samples)
+    for r, i in enumerate(index.row[samples].tolist()):
+        ids, _, labels = shard.sequence(i)
+        assert int(batch["lengths"][r]) == len(ids)
+        assert np.array_equal(batch["input_ids"][r, : len(ids)].numpy(), ids)
+        assert np.array_equal(batch["labels"][r, : len(ids)].numpy(), labels)
 
 
 def test_rerun_keeps_the_quarantine_and_the_default_fraction_fails_naming_it(

@@ -1,6 +1,7 @@
 """The store's row coding (id codes, log-prob bit deltas) and the writer's code table, without vLLM."""
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,35 +164,36 @@ def test_array_files_are_zarr_shards_and_bad_ones_are_refused(tmp_path):
     assert [str(p) for p in files if "/c/" in str(p)] == [f"{n}/c/0" + ("/0" if n.startswith("topk") else "")
                                                            for n in sorted(LAYOUT)]  # fmt: skip
     codes = ArrayFile(group / "topk_id_codes")
+    codes_file = Path(codes.file)
     assert codes.rows == LAYOUT["topk_id_codes"].rows and codes.n_chunks == -(-1500 // codes.rows)
     bounds = codes.read_index()  # what `codes.bounds` caches
-    assert bounds[0] == 0 and bounds[-1] == codes.file.stat().st_size - codes.index_bytes
+    assert bounds[0] == 0 and bounds[-1] == codes_file.stat().st_size - codes.index_bytes
 
     def with_index(entries):
         raw = np.asarray(entries, "<u8").tobytes()
         data = (
-            codes.file.read_bytes()[: -codes.index_bytes]
+            codes_file.read_bytes()[: -codes.index_bytes]
             + raw
             + google_crc32c.value(raw).to_bytes(4, "little")
         )
-        codes.file.write_bytes(data)
+        codes_file.write_bytes(data)
 
-    good = codes.file.read_bytes()
+    good = codes_file.read_bytes()
     sizes = np.diff(bounds)
     with_index([[s, n] for s, n in zip(np.roll(bounds[:-1], 1), sizes, strict=True)])  # chunks out of order
     with pytest.raises(StoreError, match=r"topk_id_codes/c/0/0: the shard index does not describe"):
         _OpenShard(group)
-    codes.file.write_bytes(good)
+    codes_file.write_bytes(good)
     # A valid frame (crc32c right, index consistent) of another size in place of chunk 0.
     small = ArrayFile(group / "positions").encode(rows.positions[:10])
-    codes.file.write_bytes(small + good[bounds[1] :])
+    codes_file.write_bytes(small + good[bounds[1] :])
     new = np.concatenate([[0, len(small)], len(small) + np.cumsum(sizes[1:])])
     with_index(np.stack([new[:-1], np.diff(new)], axis=1))
     with pytest.raises(
         StoreError, match=r"topk_id_codes/c/0/0: inner chunk 0 holds 4096 bytes, expected 6144"
     ):
         _OpenShard(group).topk_ids(0, 10)
-    codes.file.write_bytes(good)
+    codes_file.write_bytes(good)
     # Metadata declaring other inner chunks than the layout's.
     meta_path = group / "topk_id_codes" / "zarr.json"
     meta = json.loads(meta_path.read_text())
@@ -201,23 +203,17 @@ def test_array_files_are_zarr_shards_and_bad_ones_are_refused(tmp_path):
         _OpenShard(group)
 
 
-def test_open_shard_keeps_files_open_until_closed(tmp_path):
-    """An open shard reads its row arrays through descriptors it keeps (pread), closes them on `close()`
-    (the reader's LRU eviction), reads the same rows after that, and a pickled array file carries no
-    descriptor."""
+def test_open_shard_holds_no_files_and_reads_after_a_pickle(tmp_path):
+    """An open shard keeps its index in memory and no file descriptor (each read is one ranged read:
+    vpmoe/utils/storage.py), so it pickles into a worker and reads the same rows there."""
     import os
     import pickle
 
     rows = synthetic_rows(700, 6, seed=7)
     group, _ = write_shard(tmp_path, rows, cuts=[300])
+    before = set(os.listdir("/proc/self/fd"))
     shard = _OpenShard(group)
-    fds = [f._fd for f in shard.files.values() if f._fd is not None]
-    assert len(fds) == 5 and all(os.fstat(fd) for fd in fds)
     first = shard.topk_ids(250, 520)
-    assert pickle.loads(pickle.dumps(shard.files["topk_id_codes"]))._fd is None
-    shard.close()
-    assert all(f._fd is None for f in shard.files.values())
-    with pytest.raises(OSError):
-        os.fstat(fds[0])
-    np.testing.assert_array_equal(shard.topk_ids(250, 520), first)
+    assert set(os.listdir("/proc/self/fd")) == before
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(shard)).topk_ids(250, 520), first)
     np.testing.assert_array_equal(first, rows.topk_ids[250:520])

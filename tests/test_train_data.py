@@ -32,10 +32,12 @@ RETURN = 200002
 def synthetic_index(n: int = 64, held_every: int = 10) -> SampleIndex:
     rng = np.random.default_rng(0)
     return SampleIndex(
-        sample_ids=[f"s{i}" for i in range(n)],
-        lengths=rng.integers(10, 200, n).astype(np.int64),
+        lengths=rng.integers(10, 200, n).astype(np.int32),
         shard=np.zeros(n, np.int32),
         row=np.arange(n, dtype=np.int32),
+        store_seq=np.arange(n, dtype=np.int32),
+        start=np.zeros(n, np.int64),
+        crc=np.zeros(n, np.uint32),
         held_out=np.arange(n) % held_every == 0,
     )
 
@@ -96,7 +98,7 @@ def test_data_config_rejects():
 @pytest.fixture(scope="module")
 def index(small_dataset, scored_store):
     reader = TeacherStoreReader(small_dataset, scored_store)
-    return SampleIndex.build(reader.dataset, 0.2), reader.k
+    return SampleIndex.build(reader, 0.2), reader.k
 
 
 def cfg_for_tests(**kw) -> DataConfig:
@@ -107,7 +109,7 @@ def cfg_for_tests(**kw) -> DataConfig:
 
 def test_split_is_disjoint_and_nonempty(index):
     idx, _ = index
-    assert 0 < idx.held_out.sum() < len(idx.sample_ids)
+    assert 0 < idx.held_out.sum() < len(idx)
 
 
 def test_batches_mask_shift_and_teacher_alignment(small_dataset, scored_store, index):
@@ -133,7 +135,7 @@ def test_batches_mask_shift_and_teacher_alignment(small_dataset, scored_store, i
         assert set(spans[r, sup].tolist()) <= {int(Span.REASONING), int(Span.FINAL)}
         assert (spans[r, ~sup] == -1).all()
         # teacher row t is the distribution of token t + 1: the stored rows, placed at their positions
-        rows = reader.fetch(idx.sample_ids[i])
+        rows = reader.fetch_rows(int(idx.shard[i]), int(idx.store_seq[i]))
         assert torch.equal(torch.nonzero(sup).flatten(), torch.from_numpy(rows.positions.astype(np.int64)))
         assert torch.equal(b["teacher_ids"][r, rows.positions], torch.from_numpy(rows.topk_ids))
         assert (b["teacher_ids"][r, ~sup] == 0).all() and (b["teacher_logprobs"][r, ~sup] == 0).all()

@@ -61,7 +61,7 @@ def step_and_grads(
     """One step's packed sums (then the initial model's held-out kl, ce, top-1, tokens) and the reduced
     gradients, on the first global batch of the plan."""
     reader = TeacherStoreReader(dataset, store)
-    index = SampleIndex.build(reader.dataset, 0.2)
+    index = SampleIndex.build(reader, 0.2)
     cfg = DataConfig(global_batch_size=GLOBAL, micro_batch_size=micro, num_workers=0)
     step = epoch_steps(index, cfg, 0)[0]
     builder = MicroBatchBuilder(dataset, store, index, reader.k)
@@ -190,7 +190,7 @@ def test_objective_is_the_span_normalized_sum(reference, small_dataset, scored_s
 
 def test_loss_sees_only_supervised_positions_and_aligned_teacher_rows(world1, small_dataset, scored_store):
     reader = TeacherStoreReader(small_dataset, scored_store)
-    index = SampleIndex.build(reader.dataset, 0.0)
+    index = SampleIndex.build(reader, 0.0)
     builder = MicroBatchBuilder(small_dataset, scored_store, index, reader.k)
     b = builder.build(np.array([0, 1]))  # two rows: [s, b] flattening must not mix them up
     model = build_student(tiny(), device=CPU, seed=1234)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from vpmoe.utils.hashing import sha256_json
 
-SCHEMA_VERSION = 1
+# 2: every shard has a token-record file beside it (vpmoe/data/token_records.py); 1: Parquet only.
+SCHEMA_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 SHARD_DIR = "shards"
 REJECTS_FILE = "rejects.jsonl"
@@ -28,6 +29,7 @@ class ManifestError(ValueError):
 class ShardEntry:
     name: str  # relative to the dataset root, e.g. "shards/shard-00000.parquet"
     sha256: str
+    tokens_sha256: str  # of its token-record file, `token_records.tokens_name(name)`
     sequences: int
     tokens: int
     supervised_tokens: dict[str, int]  # per loss span: {"reasoning": n, "final": n}
@@ -68,16 +70,25 @@ class DatasetManifest:
 
     @classmethod
     def load(cls, root: str | Path) -> DatasetManifest:
-        path = Path(root) / MANIFEST_FILE
-        if not path.is_file():
+        """The manifest of a prepared dataset, local or `s3://` (vpmoe/utils/storage.py)."""
+        from vpmoe.utils import storage
+
+        path = storage.join(str(root), MANIFEST_FILE)
+        if not storage.exists(path):
             raise ManifestError(f"{path}: no dataset manifest (is {root} a `pipelines.prepare` output?)")
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(storage.read_bytes(path))
         except json.JSONDecodeError as e:
             raise ManifestError(f"{path}: not valid JSON ({e})") from e
         if raw.get("schema_version") != SCHEMA_VERSION:
+            old = (
+                "; version 1 was prepared before per-sequence token records existed: rerun pipelines.prepare "
+                "on the same input and config to get version 2 (then rescore: the manifest hash changes)"
+                if raw.get("schema_version") == 1
+                else ""
+            )
             raise ManifestError(
-                f"{path}: schema_version {raw.get('schema_version')!r}, this code reads {SCHEMA_VERSION}"
+                f"{path}: schema_version {raw.get('schema_version')!r}, this code reads {SCHEMA_VERSION}{old}"
             )
         try:
             raw["shards"] = [ShardEntry(**s) for s in raw["shards"]]

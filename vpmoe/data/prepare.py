@@ -5,8 +5,13 @@ file order) and routed to one of `buckets` buckets by a stable hash of `synth_id
 buckets b with b % n == i. Within a bucket, rows keep the input order, are rendered by `HarmonyRenderer`,
 filtered (bad rows to `rejects.jsonl` with a reason, over-long rows by the length policy), and cut into
 shards of about `shard_tokens` tokens, each committed as soon as it closes (`vpmoe.data.staging`), so a
-rerun resumes. Finalize publishes the buckets' shards in bucket order as one dataset. Shard contents and
-names depend on the input and config only, never on the worker count; a single-process run is n=1.
+rerun resumes. Finalize (`vpmoe.data.publish`) publishes the buckets' shards in bucket order as one
+dataset. Shard contents and names depend on the input and config only, never on the worker count; a
+single-process run is n=1.
+
+Inputs and output may be local paths or `s3://bucket/prefix` URLs, all I/O through `vpmoe.utils.storage`:
+S3 inputs are read with ranged GETs (`storage.open_input`), staged work goes to the sibling prefix
+`.<name>.parts/`, and the same files give the same manifest hash wherever they are.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import io
-import json
 import logging
 import os
 import time
@@ -28,11 +32,13 @@ import pyarrow.parquet as pq
 
 from vpmoe import tokenizer as tok
 from vpmoe.data.harmony_render import LOSS_SPANS, HarmonyRenderer, RenderError, TemplateConfig, position_spans
-from vpmoe.data.manifest import REJECTS_FILE, SHARD_DIR, DatasetManifest, ShardEntry
+from vpmoe.data.manifest import DatasetManifest, ShardEntry
 from vpmoe.data.prepared import SHARD_SCHEMA
-from vpmoe.data.staging import BucketState, Stage, StagingError, missing_report
-from vpmoe.utils.atomic import atomic_directory, check_output_dir
-from vpmoe.utils.hashing import sha256_file, sha256_json
+from vpmoe.data.publish import OUTPUT_KIND, REJECT_KEYS, PublishError, check_output, finalize
+from vpmoe.data.staging import BucketState, Stage, StagingError
+from vpmoe.data.token_records import crc32c
+from vpmoe.data.token_records import encode as encode_tokens
+from vpmoe.utils import storage
 from vpmoe.utils.progress import progress
 
 log = logging.getLogger(__name__)
@@ -47,23 +53,6 @@ REQUIRED_COLUMNS = (
     "synthetic_answer",
 )
 LENGTH_POLICIES = ("drop", "fail")
-# The kind recorded in the output marker: overwrite=true replaces only a previous prepare output.
-OUTPUT_KIND = "prepare"
-# Reasons a row is rejected as bad input (counted against max_reject_fraction). Over-long rows are a
-# length-policy drop ("too_long"), recorded in the same file but not counted as bad input.
-BAD_INPUT_REASONS = (
-    "missing_id",
-    "duplicate_id",
-    "empty_query",
-    "empty_reasoning",
-    "empty_answer",
-    "missing_seed_text",
-    "wrong_type",
-    "encode_error",
-)
-
-
-REJECT_KEYS = ("source", "row", "sample_id", "reason", "detail")  # one line of rejects.jsonl
 
 
 class PrepareError(RuntimeError):
@@ -128,11 +117,11 @@ SPLIT_KEYS = ("worker", "num_workers", "finalize")
 
 @dataclass
 class PrepareResult:
-    output: Path
+    output: Path | str  # a local directory, or an s3:// URL
     manifest: DatasetManifest | None  # None after a worker of several: finalize writes it
     seconds: float
     workers: list[dict]  # per-worker statistics (the finalize step reads every worker's)
-    staging: Path | None = None
+    staging: Path | str | None = None
 
     @property
     def manifest_hash(self) -> str:
@@ -141,30 +130,64 @@ class PrepareResult:
         return self.manifest.manifest_hash
 
 
-def resolve_inputs(spec: str | list[str]) -> list[Path]:
-    """A file, a glob, or a list of them -> sorted, de-duplicated existing Parquet files."""
+def resolve_inputs(spec: str | list[str]) -> list[str]:
+    """A file, a glob, or a list of them -> sorted, de-duplicated existing Parquet files: absolute local
+    paths, or `s3://bucket/key` URLs (a glob there is `storage.glob`). All local or all on S3."""
     specs = [spec] if isinstance(spec, str) else list(spec)
-    paths: set[Path] = set()
+    found: set[str] = set()
+    remote = set()
     for s in specs:
-        matches = glob.glob(os.path.expanduser(s)) if glob.has_magic(s) else [os.path.expanduser(s)]
+        try:
+            on_s3 = storage.is_remote(s)
+        except storage.StorageError as e:
+            raise PrepareError(f"input {s}: {e}") from None
+        remote.add(on_s3)
+        found.update(_resolve_remote(s) if on_s3 else _resolve_local(s))
+    if len(remote) > 1:
+        raise PrepareError(f"inputs must be all local or all on S3, got {specs}")
+    # Path order (by path components), the same for a local tree and its copy under an S3 prefix.
+    return sorted(found, key=lambda p: p.split("/"))
+
+
+def _resolve_local(s: str) -> list[str]:
+    p = os.path.expanduser(s[len("file://") :] if s.lower().startswith("file://") else s)
+    matches = glob.glob(p) if glob.has_magic(p) else [p]
+    if not matches:
+        raise PrepareError(f"input {s!r} matches no file")
+    for m in matches:
+        if not os.path.exists(m):
+            raise PrepareError(f"input {m} does not exist")
+        if not os.path.isfile(m):
+            raise PrepareError(f"input {m} is not a file")
+    return [str(Path(m).resolve()) for m in matches]
+
+
+def _resolve_remote(url: str) -> list[str]:
+    if glob.has_magic(url):
+        try:
+            matches = storage.glob(url)
+        except storage.StorageError as e:
+            raise PrepareError(f"input {url}: cannot list it ({e})") from None
         if not matches:
-            raise PrepareError(f"input {s!r} matches no file")
-        for m in matches:
-            p = Path(m)
-            if not p.exists():
-                raise PrepareError(f"input {m} does not exist")
-            if not p.is_file():
-                raise PrepareError(f"input {m} is not a file")
-            paths.add(p.resolve())
-    return sorted(paths)
+            raise PrepareError(f"input {url} matches no object")
+        return matches
+    try:
+        if not storage.exists(url):
+            raise PrepareError(f"input {url} does not exist")
+        storage.size(url)  # a prefix ("folder") is an error here
+    except storage.StorageError as e:
+        raise PrepareError(f"input {url} is not a readable object ({e})") from None
+    return [url]
 
 
-def _source_names(paths: list[Path]) -> list[str]:
-    """Location-independent names for the manifest: paths relative to the inputs' common folder."""
+def _source_names(paths: list[str]) -> list[str]:
+    """Location-independent names for the manifest: paths relative to the inputs' common folder (or S3
+    prefix), so the same files give the same names wherever they are."""
+    parts = [p.split("/") for p in paths]
     if len(paths) == 1:
-        return [paths[0].name]
-    common = Path(os.path.commonpath([str(p.parent) for p in paths]))
-    return [str(p.relative_to(common)) for p in paths]
+        return [parts[0][-1]]
+    common = os.path.commonprefix([q[:-1] for q in parts])
+    return ["/".join(q[len(common) :]) for q in parts]
 
 
 def _is_text_type(t: pa.DataType) -> bool:
@@ -176,7 +199,7 @@ def _is_text_type(t: pa.DataType) -> bool:
     )
 
 
-def _check_schema(path: Path, schema: pa.Schema, passthrough: list[str]) -> None:
+def _check_schema(path: str, schema: pa.Schema, passthrough: list[str]) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
     if missing:
         raise PrepareError(f"{path}: missing required column(s) {missing}; found {schema.names}")
@@ -261,6 +284,9 @@ class _BucketWriter:
         )
         supervised = {s.name.lower(): int((pos_spans == s.value).sum()) for s in LOSS_SPANS}
         num_sup = np.array([(lab != -100).sum() for lab in self.labels], dtype=np.int32)
+        # The training loader's per-sequence copy (vpmoe/data/token_records.py), crc32c per record.
+        records = [encode_tokens(*seq) for seq in zip(self.ids, self.spans, self.labels, strict=True)]
+        token_file = b"".join(records)
         columns = {
             "sample_id": pa.array(self.rows["sample_id"], pa.string()),
             "language": pa.array(self.rows["language"], pa.string()),
@@ -270,6 +296,7 @@ class _BucketWriter:
             "labels": pa.ListArray.from_arrays(offsets, pa.array(labels)),
             "num_tokens": pa.array(lengths),
             "num_supervised": pa.array(num_sup),
+            "tokens_crc32c": pa.array([crc32c(r) for r in records], pa.uint32()),
         }
         for c in self.passthrough:
             columns[c] = pa.array(self.rows[c])
@@ -282,6 +309,7 @@ class _BucketWriter:
         entry = ShardEntry(
             name=f"shard-{self.shards:05d}.parquet",  # renamed by finalize to its place in the dataset
             sha256=hashlib.sha256(data).hexdigest(),
+            tokens_sha256=hashlib.sha256(token_file).hexdigest(),
             sequences=len(lengths),
             tokens=int(lengths.sum()),
             supervised_tokens=supervised,
@@ -289,7 +317,7 @@ class _BucketWriter:
             last_sample_id=self.rows["sample_id"][-1],
         )
         record = {"entry": asdict(entry), "rows_end": self.index, "rejects": self.rejects}
-        self.stage.commit_shard(self.bucket, self.shards, data, record)
+        self.stage.commit_shard(self.bucket, self.shards, data, token_file, record)
         self.shards += 1
         self.stats["shards_written"] += 1
         self.stats["sequences"] += entry.sequences
@@ -306,37 +334,48 @@ class _BucketWriter:
 
 @dataclass
 class _Inputs:
-    paths: list[Path]
+    paths: list[str]  # absolute local paths or s3:// URLs
     names: list[str]
     files: list[pq.ParquetFile]
+    handles: list = field(default_factory=list)  # the S3 file objects the ParquetFiles read from
 
     @property
     def rows(self) -> int:
         return sum(pf.metadata.num_rows for pf in self.files)
 
+    def close(self) -> None:
+        for h in self.handles:
+            h.close()
+
 
 def _open_inputs(inputs: str | list[str], cfg: PrepareConfig) -> _Inputs:
     paths = resolve_inputs(inputs)
-    files = []
-    for p in paths:
-        try:
-            pf = pq.ParquetFile(p)
-        except Exception as e:
-            raise PrepareError(f"{p}: not a readable Parquet file ({e})") from e
-        _check_schema(p, pf.schema_arrow, cfg.passthrough_columns)
-        files.append(pf)
-    return _Inputs(paths, _source_names(paths), files)
+    ins = _Inputs(paths, _source_names(paths), [])
+    try:
+        for p in paths:
+            try:
+                if storage.is_remote(p):  # ranged GETs of the footer and the column chunks it reads
+                    ins.handles.append(storage.open_input(p))
+                    pf = pq.ParquetFile(ins.handles[-1])
+                else:
+                    pf = pq.ParquetFile(p)
+            except Exception as e:
+                raise PrepareError(f"{p}: not a readable Parquet file ({e})") from e
+            _check_schema(p, pf.schema_arrow, cfg.passthrough_columns)
+            ins.files.append(pf)
+    except BaseException:
+        ins.close()
+        raise
+    return ins
 
 
 def _plan(ins: _Inputs, cfg: PrepareConfig) -> dict:
-    """What the staged work is a function of. Sizes and mtimes stand in for content hashes (which only
-    finalize computes, once) so a changed input or config gets a fresh staging folder, never a mix."""
+    """What the staged work is a function of. Sizes and change stamps (mtime locally, the ETag on S3:
+    `storage.stat_version`) stand in for content hashes (which only finalize computes, once) so a changed
+    input or config gets a fresh staging folder, never a mix."""
     sources = []
     for n, p, pf in zip(ins.names, ins.paths, ins.files, strict=True):
-        st = p.stat()
-        sources.append(
-            {"name": n, "rows": pf.metadata.num_rows, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
-        )
+        sources.append({"name": n, "rows": pf.metadata.num_rows, **storage.stat_version(p)})
     return {
         "prepare_config": cfg.to_dict(),
         "sources": sources,
@@ -347,7 +386,7 @@ def _plan(ins: _Inputs, cfg: PrepareConfig) -> dict:
 def _run_worker(ins: _Inputs, cfg: PrepareConfig, stage: Stage) -> dict:
     t0 = time.perf_counter()
     mine = [b for b in range(cfg.buckets) if b % cfg.num_workers == cfg.worker]
-    states = [stage.load_bucket(b) for b in mine]
+    states = stage.load_buckets(mine)
     todo = {s.bucket: s for s in states if s.done is None}
     resumed = sum(len(s.records) for s in states)
     log.info(
@@ -394,101 +433,44 @@ def _run_worker(ins: _Inputs, cfg: PrepareConfig, stage: Stage) -> dict:
     return stats
 
 
-def _finalize(
-    ins: _Inputs, output: Path, cfg: PrepareConfig, stage: Stage, *, overwrite: bool
-) -> DatasetManifest:
-    """Publish every bucket's committed shards, in bucket order, as one dataset with its manifest."""
-    states = [stage.load_bucket(b) for b in range(cfg.buckets)]
-    missing = [s.bucket for s in states if s.done is None]
-    if missing:
-        raise PrepareError(
-            f"cannot finalize {output}: {missing_report(missing, cfg.buckets, cfg.num_workers)}. Run those "
-            f"workers first (same input=, output= and config; staged in {stage.root})"
-        )
-    reasons: Counter[str] = Counter()
-    rejects: list[dict] = []
-    staged: list[tuple[Path, ShardEntry]] = []
-    for s in states:
-        for k, rec in enumerate(s.records):
-            rejects += rec["rejects"]
-            e = ShardEntry(**rec["entry"])
-            e.name = f"{SHARD_DIR}/shard-{len(staged):05d}.parquet"  # dataset order: bucket, then shard
-            staged.append((stage.shard_path(s.bucket, k), e))
-        rejects += s.done["rejects"]
-    for r in rejects:
-        reasons[r["reason"]] += 1
-    # Input order, whatever the buckets: (file, row) is unique per input row.
-    order = {n: i for i, n in enumerate(ins.names)}
-    rejects.sort(key=lambda r: (order[r["source"]], r["row"]))
-    total_rows = ins.rows
-    bad = sum(n for r, n in reasons.items() if r in BAD_INPUT_REASONS)
-    if total_rows and bad / total_rows > cfg.max_reject_fraction:
-        raise PrepareError(
-            f"{bad} of {total_rows} rows rejected as bad input ({bad / total_rows:.1%} > "
-            f"max_reject_fraction {cfg.max_reject_fraction:.1%}): {dict(reasons)}; see the reasons above "
-            "(no output written)"
-        )
-    entries = [e for _, e in staged]
-    if not entries:
-        raise PrepareError(f"no sequence survived preparation ({dict(reasons)}); no output written")
-    with atomic_directory(output, overwrite=overwrite, kind=OUTPUT_KIND) as tmp:
-        (tmp / SHARD_DIR).mkdir()
-        for src, e in staged:
-            if sha256_file(src) != e.sha256:
-                raise PrepareError(
-                    f"{src}: staged shard does not match its commit record (corrupt); remove it"
-                )
-            try:
-                os.link(src, tmp / e.name)  # same file system (a sibling): no copy; staging is removed after
-            except OSError as err:
-                raise PrepareError(
-                    f"finalize links each staged shard into the output; {src} -> {tmp / e.name} failed "
-                    f"({err.strerror}): the output's file system must support hard links"
-                ) from None
-        with open(tmp / REJECTS_FILE, "w", encoding="utf-8") as f:
-            # Fixed key order (commit records store them key-sorted).
-            f.writelines(
-                json.dumps({k: r[k] for k in REJECT_KEYS}, ensure_ascii=False) + "\n" for r in rejects
-            )
-        supervised = {
-            s.name.lower(): sum(e.supervised_tokens[s.name.lower()] for e in entries) for s in LOSS_SPANS
-        }
-        manifest = DatasetManifest(
-            tokenizer=tok.tokenizer_identity().to_dict(),
-            prepare_config=cfg.to_dict(),
-            prepare_config_hash=sha256_json(cfg.to_dict()),
-            sources=[
-                {"name": n, "sha256": sha256_file(p), "rows": pf.metadata.num_rows}
-                for n, p, pf in zip(ins.names, ins.paths, ins.files, strict=True)
-            ],
-            shards=entries,
-            totals={
-                "rows_in": total_rows,
-                "sequences": sum(e.sequences for e in entries),
-                "tokens": sum(e.tokens for e in entries),
-                "supervised_tokens": supervised,
-                "rejected": dict(sorted(reasons.items())),
-            },
-            rejects_file={
-                "name": REJECTS_FILE,
-                "sha256": sha256_file(tmp / REJECTS_FILE),
-                "count": len(rejects),
-            },
-        ).finalize()
-        manifest.write(tmp)
-    return manifest
-
-
 def prepare(
     inputs: str | list[str], output: str | Path, cfg: PrepareConfig, *, overwrite: bool = False
 ) -> PrepareResult:
     """Run worker `cfg.worker` of `cfg.num_workers` (then finalize when it is the only one), or, with
     `cfg.finalize`, only the finalize step. Returns the output path, the manifest (once finalized) and
-    the workers' statistics."""
+    the workers' statistics.
+
+    `inputs` and `output` may be local paths or `s3://bucket/prefix` URLs (vpmoe/utils/storage.py); on S3
+    the staging area is the sibling prefix `.<name>.parts` and finalize publishes as `vpmoe.data.publish`
+    describes."""
     t0 = time.perf_counter()
-    output = Path(output).resolve()
+    output = _output_location(output)
     ins = _open_inputs(inputs, cfg)
-    check_output_dir(output, overwrite=overwrite, kind=OUTPUT_KIND)  # fail before any work
+    try:
+        return _prepare(ins, output, cfg, overwrite=overwrite, t0=t0)
+    finally:
+        ins.close()
+
+
+def _output_location(output: str | Path) -> Path | str:
+    """A resolved local path, or the URL without a trailing slash; a bucket alone is refused."""
+    try:
+        remote = storage.is_remote(output)
+    except storage.StorageError as e:
+        raise PrepareError(f"output {output}: {e}") from None
+    if not remote:
+        local = os.fspath(output)
+        return Path(local[len("file://") :] if local.lower().startswith("file://") else local).resolve()
+    url = str(output).rstrip("/")
+    if "/" not in url.split("://", 1)[1]:
+        raise PrepareError(f"output {output} must be a prefix inside a bucket (s3://bucket/name)")
+    return url
+
+
+def _prepare(
+    ins: _Inputs, output: Path | str, cfg: PrepareConfig, *, overwrite: bool, t0: float
+) -> PrepareResult:
+    check_output(output, overwrite=overwrite, kind=OUTPUT_KIND)  # fail before any work
     stage = Stage(output, _plan(ins, cfg))
     single = cfg.num_workers == 1 and not cfg.finalize
     try:
@@ -497,11 +479,11 @@ def prepare(
             stats = _run_worker(ins, cfg, stage)
             if not single:
                 return PrepareResult(output, None, time.perf_counter() - t0, [stats], stage.root)
-        manifest = _finalize(ins, output, cfg, stage, overwrite=overwrite)
-    except (PrepareError, StagingError) as e:
+        manifest = finalize(ins, output, cfg, stage, overwrite=overwrite)
+    except (PrepareError, StagingError, PublishError) as e:
         if single:  # a deterministic failure: a rerun would fail the same way, so leave nothing behind
             stage.remove()
-        if isinstance(e, StagingError):
+        if not isinstance(e, PrepareError):
             raise PrepareError(str(e)) from e
         raise
     workers = stage.worker_stats()

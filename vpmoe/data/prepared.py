@@ -9,11 +9,13 @@ Shard layout (Parquet, one row per sequence, written by `vpmoe.data.prepare`):
     labels        list<int32>  input_ids shifted left; -100 where the position is unsupervised
     num_tokens    int32
     num_supervised int32
+    tokens_crc32c  uint32      crc32c of the sequence's token record (vpmoe/data/token_records.py)
     + any `passthrough_columns` from the config, unchanged
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vpmoe.data.harmony_render import IGNORE_INDEX, position_spans
-from vpmoe.data.manifest import DatasetManifest, ManifestError
-from vpmoe.utils.hashing import sha256_file
+from vpmoe.data.manifest import DatasetManifest, ManifestError, ShardEntry
+from vpmoe.data.token_records import tokens_name
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -35,6 +37,7 @@ SHARD_SCHEMA = pa.schema(
         ("labels", pa.list_(pa.int32())),
         ("num_tokens", pa.int32()),
         ("num_supervised", pa.int32()),
+        ("tokens_crc32c", pa.uint32()),
     ]
 )
 
@@ -70,10 +73,12 @@ class PreparedShard:
 
 
 class PreparedDataset:
-    """A `pipelines.prepare` output directory, opened and verified against its manifest."""
+    """A `pipelines.prepare` output directory (local or `s3://`), opened and verified against its manifest."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        from vpmoe.utils import storage
+
+        self.root = str(root).rstrip("/") if storage.is_remote(str(root)) else Path(root)
         self.manifest = DatasetManifest.load(self.root)
 
     @property
@@ -84,16 +89,51 @@ class PreparedDataset:
     def shard_names(self) -> list[str]:
         return [s.name for s in self.manifest.shards]
 
-    def read_shard(self, name: str, *, verify: bool = True) -> PreparedShard:
+    def url(self, name: str) -> str:
+        """A file of the dataset (a manifest name), as a local path or URL for vpmoe/utils/storage.py."""
+        from vpmoe.utils import storage
+
+        return storage.join(str(self.root), name)
+
+    def tokens_url(self, shard: int) -> str:
+        """The token-record file of manifest shard `shard` (vpmoe/data/token_records.py)."""
+        return self.url(tokens_name(self.manifest.shards[shard].name))
+
+    def _entry(self, name: str) -> ShardEntry:
         entry = next((s for s in self.manifest.shards if s.name == name), None)
         if entry is None:
             raise ManifestError(f"{self.root}: shard {name!r} is not in the manifest")
-        path = self.root / name
-        if not path.is_file():
-            raise ManifestError(f"{path}: shard listed in the manifest is missing")
-        if verify and (digest := sha256_file(path)) != entry.sha256:
-            raise ManifestError(f"{path}: sha256 {digest} != manifest's {entry.sha256}; the shard is corrupt")
-        table = pq.read_table(path)
+        return entry
+
+    def read_columns(self, name: str, columns: list[str]) -> pa.Table:
+        """Some columns of one shard (only those are read: Parquet column chunks)."""
+        from vpmoe.utils import storage
+
+        self._entry(name)
+        url = self.url(name)
+        try:
+            with storage.open_input(url) as f:
+                return pq.read_table(f, columns=columns)
+        except storage.StorageError as e:
+            raise ManifestError(
+                f"{url}: shard listed in the manifest is missing or unreadable ({e})"
+            ) from None
+
+    def sample_ids(self, name: str) -> list[str]:
+        return self.read_columns(name, ["sample_id"]).column(0).to_pylist()
+
+    def read_shard(self, name: str, *, verify: bool = True) -> PreparedShard:
+        from vpmoe.utils import storage
+
+        entry = self._entry(name)
+        url = self.url(name)
+        try:
+            data = storage.read_bytes(url)
+        except storage.StorageError as e:
+            raise ManifestError(f"{url}: shard listed in the manifest is missing ({e})") from None
+        if verify and (digest := hashlib.sha256(data).hexdigest()) != entry.sha256:
+            raise ManifestError(f"{url}: sha256 {digest} != manifest's {entry.sha256}; the shard is corrupt")
+        table = pq.read_table(pa.BufferReader(data))
         ids_col = table.column("input_ids").combine_chunks()
         offsets = ids_col.offsets.to_numpy().astype(np.int64)
         offsets -= offsets[0]
@@ -114,7 +154,7 @@ class PreparedDataset:
         )
         if len(shard) != entry.sequences or int(offsets[-1]) != entry.tokens:
             raise ManifestError(
-                f"{path}: {len(shard)} sequences / {int(offsets[-1])} tokens, manifest says "
+                f"{url}: {len(shard)} sequences / {int(offsets[-1])} tokens, manifest says "
                 f"{entry.sequences} / {entry.tokens}"
             )
         return shard

@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.report.checks import CHECKS, CheckLog
 from vpmoe.report.scan import NONE_GROUP, ScanContext, ShardInfo, ShardJob, scan_shard
 from vpmoe.report.stats import FINE_BINS, StatsAccumulator
-from vpmoe.report.store_checks import check_provenance, check_shard_dir, root_attrs
+from vpmoe.report.store_checks import check_provenance, check_shard_dir, list_shards_dir, root_attrs
 from vpmoe.teacher.row_checks import LOGPROB_TOLERANCE
 from vpmoe.teacher.store import SHARDS, StoreError, shard_stem
 from vpmoe.teacher.store_reader import resolve_store
+from vpmoe.utils import storage
 from vpmoe.utils.progress import progress
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,8 @@ class ReportConfig:
 
 @dataclass
 class Report:
-    store: Path
-    dataset: Path
+    store: str | Path  # local Path, or an s3:// URL
+    dataset: str | Path
     manifest_hash: str
     attrs: dict
     vocab: int
@@ -208,7 +208,10 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
     check_provenance(attrs, ds, vocab, checks)
 
     entries = {shard_stem(e.name): e for e in ds.manifest.shards}
-    markers = check_shard_dir(store / SHARDS, entries, checks)
+    shards_dir = storage.join(store, SHARDS)
+    listing = list_shards_dir(shards_dir)
+    groups = listing[1] if listing is not None else {}
+    markers = check_shard_dir(shards_dir, listing, entries, checks)
     groupings = _groupings(ds)
     stats = StatsAccumulator(groupings)
     shards: dict[str, ShardInfo] = {}
@@ -217,13 +220,13 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
         info = markers.get(stem)
         if info is None or info.get("dataset_shard_sha256") != entry.sha256:
             why = "no commit marker" if info is None else "marker names another dataset shard (stale)"
-            if info is None and (store / SHARDS / stem).is_dir():
+            if info is None and stem in groups:
                 why += " (shard directory present: debris of an interrupted scorer)"
             checks.fail("shards_committed", stem, why)
             shards[stem] = ShardInfo(status="missing" if info is None else "stale")
         else:
             shards[stem] = ShardInfo(status="unreadable")  # replaced by the scan's result, in this order
-            jobs.append(ShardJob(store / SHARDS / stem, stem, entry, info))
+            jobs.append(ShardJob(storage.join(shards_dir, stem), stem, entry, info, groups.get(stem, {})))
     bar = progress(
         total=sum(sum(j.entry.supervised_tokens.values()) for j in jobs), desc="report", unit="pos"
     )
@@ -237,7 +240,7 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
     bar.close()
     return Report(
         store=store,
-        dataset=Path(dataset_dir),
+        dataset=dataset_dir if storage.is_remote(str(dataset_dir)) else Path(dataset_dir),
         manifest_hash=ds.manifest_hash,
         attrs=attrs,
         vocab=vocab,
@@ -270,7 +273,7 @@ def _scan_all(jobs: list[ShardJob], context: ScanContext, workers: int, bar):
 def _groupings(ds: PreparedDataset) -> dict[str, list[str]]:
     langs, exercises = set(), set()
     for entry in ds.manifest.shards:
-        t = pq.read_table(ds.root / entry.name, columns=["language", "exercise"])
+        t = ds.read_columns(entry.name, ["language", "exercise"])
         langs.update(v if v is not None else NONE_GROUP for v in t.column("language").to_pylist())
         exercises.update(v if v is not None else NONE_GROUP for v in t.column("exercise").to_pylist())
     return {"span": ["reasoning", "final"], "language": sorted(langs), "exercise": sorted(exercises)}

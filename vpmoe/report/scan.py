@@ -6,9 +6,7 @@ the actual-token check nor statistics (its rows cannot be tied to dataset tokens
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +21,7 @@ from vpmoe.teacher.convert import near_uniform
 from vpmoe.teacher.quarantine import kept_rows, marker_quarantine, subset_shard
 from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas
 from vpmoe.teacher.store import ARRAYS, LAYOUT, ArrayFile, StoreError, sample_ids_digest
+from vpmoe.utils import storage
 
 # Rows per read (rounded to whole inner chunks): few Python calls per shard, memory bounded (~25 MB
 # decoded at k=64).
@@ -48,10 +47,11 @@ class ShardInfo:
 
 @dataclass(frozen=True)
 class ShardJob:
-    path: Path  # the shard group
+    path: str  # the shard group, a local path or an s3:// URL (vpmoe/utils/storage.py)
     stem: str
     entry: ShardEntry  # the dataset shard
     marker: dict  # its commit marker
+    files: dict  # {key relative to the group: size} as listed in the store
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def scan_shard(job: ShardJob, ctx: ScanContext, bar=None) -> ShardResult:
     """Checksums, then the scan, of one committed shard (module-level: runs in worker processes)."""
     checks = CheckLog()
     stats = StatsAccumulator(ctx.groupings)
-    check_checksums(job.path, job.marker, job.stem, checks)
+    check_checksums(job.path, job.files, job.marker, job.stem, checks)
     scan = ShardScan(job, ctx, checks)
     info = scan.run(stats, bar)
     return ShardResult(job.stem, info, checks, stats, scan.scanned)
@@ -90,6 +90,7 @@ class ShardScan:
 
     def __init__(self, job: ShardJob, ctx: ScanContext, checks: CheckLog):
         self.path, self.stem, self.entry, self.marker = job.path, job.stem, job.entry, job.marker
+        self.files = job.files
         self.ds, self.attrs, self.k, self.vocab, self.cfg = ctx.ds, ctx.attrs, ctx.k, ctx.vocab, ctx.cfg
         self.groupings, self.checks = ctx.groupings, checks
         self.scanned = 0
@@ -133,7 +134,7 @@ class ShardScan:
         info.quarantined = {sid: e.get("reasons") for sid, e in quarantined.items()}
         self.sample_ids = shard.sample_ids
         expect = _expected_rows(shard)
-        info.sequences, info.stored_bytes, info.bytes_by_array = len(shard), *_sizes(self.path)
+        info.sequences, info.stored_bytes, info.bytes_by_array = len(shard), *_sizes(self.files)
         self._check_marker(shard, expect)
         arrays = self._open_arrays(len(shard))
         if arrays is None:
@@ -163,8 +164,8 @@ class ShardScan:
             self.fail("provenance", f"marker k {m.get('k')!r} != root k {self.k}")
 
     def _open_arrays(self, num_seqs: int) -> dict | None:
-        if not (self.path / "zarr.json").is_file():
-            self.fail("readable", f"shard group does not open: no {self.path / 'zarr.json'}")
+        if "zarr.json" not in self.files:
+            self.fail("readable", f"shard group does not open: no {storage.join(self.path, 'zarr.json')}")
             return None
         arrays, problems = {}, []
         k = self.k
@@ -173,7 +174,7 @@ class ShardScan:
                 # Read with the store's own decoder (the layout checked, every crc verified): zarr's
                 # generic path reads these sharded arrays ~3x slower (a Python task per 256-row inner
                 # chunk; benchmarks/results/report_cpu.md). zarr reading them is a test of its own.
-                arr = ArrayFile(self.path / name)
+                arr = ArrayFile(storage.join(self.path, name), sizes=self.files)
             except Exception as e:
                 problems.append(f"{name}: does not open ({type(e).__name__}: {e})")
                 continue
@@ -391,17 +392,14 @@ def _group_codes(shard, expect: _Expected, groupings: dict[str, list[str]]) -> d
     }
 
 
-def _sizes(path: Path) -> tuple[int, dict[str, int]]:
-    """Stored bytes of the shard group, in all and per array (os.walk: ~10x faster than Path.rglob)."""
+def _sizes(files: dict[str, int]) -> tuple[int, dict[str, int]]:
+    """Stored bytes of the shard group, in all and per array, from its listing."""
     by_array: dict[str, int] = {name: 0 for name in ARRAYS}
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        size = sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
-        total += size
-        top = os.path.relpath(dirpath, path).split(os.sep)[0]
+    for key, size in files.items():
+        top = key.split("/", 1)[0]
         if top in by_array:
             by_array[top] += size
-    return total, by_array
+    return sum(files.values()), by_array
 
 
 def _read_1d(arr, scan: ShardScan, name: str) -> tuple[np.ndarray, np.ndarray]:

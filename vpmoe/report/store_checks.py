@@ -12,13 +12,14 @@ from vpmoe.data.manifest import ShardEntry
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.report.checks import ROOT, CheckLog
 from vpmoe.teacher.store import MARKER_SUFFIX, STORE_SCHEMA_VERSION, StoreProvenance
-from vpmoe.utils.hashing import sha256_file, sha256_json
+from vpmoe.utils import storage
+from vpmoe.utils.hashing import sha256_json
 
 
-def root_attrs(store: Path, checks: CheckLog) -> dict:
+def root_attrs(store: str | Path, checks: CheckLog) -> dict:
     try:
-        meta = json.loads((store / "zarr.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        meta = json.loads(storage.read_bytes(storage.join(store, "zarr.json")))
+    except (storage.StorageError, json.JSONDecodeError) as e:
         checks.fail("provenance", ROOT, f"zarr.json unreadable: {e}")
         return {}
     attrs = meta.get("attributes") if isinstance(meta, dict) else None
@@ -63,24 +64,48 @@ def check_provenance(attrs: dict, ds: PreparedDataset, vocab: int, checks: Check
         checks.fail("provenance", ROOT, "; ".join(problems), count=len(problems))
 
 
-def check_shard_dir(shards_dir: Path, entries: dict[str, ShardEntry], checks: CheckLog) -> dict[str, dict]:
-    """Markers of the manifest's shards (parsed); everything else in shards/ is a finding."""
+def list_shards_dir(shards_dir: str | Path) -> tuple[dict[str, int], dict[str, dict[str, int]]] | None:
+    """One listing of `shards/` (local or `s3://`): its top-level files {name: size} and its groups
+    {name: {key relative to the group: size}}; None when it does not exist."""
+    if not storage.exists(shards_dir):
+        return None
+    files: dict[str, int] = {}
+    groups: dict[str, dict[str, int]] = {}
+    for key, size in storage.find(shards_dir).items():
+        top, sep, rest = key.partition("/")
+        if sep:
+            groups.setdefault(top, {})[rest] = size
+        else:
+            files[top] = size
+    return files, groups
+
+
+def check_shard_dir(
+    shards_dir: str | Path, listing, entries: dict[str, ShardEntry], checks: CheckLog
+) -> dict[str, dict]:
+    """Markers of the manifest's shards (parsed); everything else in shards/ is a finding. `listing`:
+    `list_shards_dir(shards_dir)`."""
     markers: dict[str, dict] = {}
-    if not shards_dir.is_dir():
+    if listing is None:
         checks.fail("shards_committed", ROOT, f"{shards_dir} does not exist", count=len(entries))
         return markers
-    for p in sorted(shards_dir.iterdir()):
-        name = p.name
-        if name.endswith(MARKER_SUFFIX) and p.is_file():
+    files, groups = listing
+    wanted = [
+        n for n in sorted(files) if n.endswith(MARKER_SUFFIX) and n.removesuffix(MARKER_SUFFIX) in entries
+    ]
+    contents = storage.read_many([storage.join(shards_dir, n) for n in wanted])
+    raw_markers = dict(zip(wanted, contents.values(), strict=True))
+    for name in sorted(files):
+        if name.endswith(MARKER_SUFFIX):
             stem = name.removesuffix(MARKER_SUFFIX)
             if stem not in entries:
                 checks.fail("no_extra_shards", stem, "commit marker for a shard not in the dataset manifest")
                 continue
             try:
-                info = json.loads(p.read_text())
+                info = json.loads(raw_markers[name])
                 if not isinstance(info, dict):
                     raise ValueError("not a JSON object")
-            except (OSError, ValueError) as e:
+            except (TypeError, ValueError) as e:
                 checks.fail("shards_committed", stem, f"commit marker unreadable: {e}")
                 continue
             if info.get("dataset_shard_sha256") != entries[stem].sha256:
@@ -91,33 +116,33 @@ def check_shard_dir(shards_dir: Path, entries: dict[str, ShardEntry], checks: Ch
                     f"the manifest's is {entries[stem].sha256[:16]}...",
                 )
             markers[stem] = info
-        elif name.startswith(".tmp-") and p.is_dir():
+        else:
+            checks.fail("no_extra_shards", name, "unexpected file in shards/")
+    for name in sorted(groups):
+        if name.startswith(".tmp-"):
             checks.fail(
                 "no_extra_shards", name, "uncommitted temp directory (a scorer is running or crashed)"
             )
-        elif p.is_dir():
-            if name not in entries:
-                checks.fail("no_extra_shards", name, "shard group not in the dataset manifest")
-        else:
-            checks.fail("no_extra_shards", name, "unexpected file in shards/")
+        elif name not in entries:
+            checks.fail("no_extra_shards", name, "shard group not in the dataset manifest")
     return markers
 
 
-def check_checksums(shard_dir: Path, info: dict, stem: str, checks: CheckLog) -> None:
+def check_checksums(
+    shard_dir: str, have_files: dict[str, int], info: dict, stem: str, checks: CheckLog
+) -> None:
     want = info.get("files")
-    if not isinstance(want, dict) or not shard_dir.is_dir():
-        checks.fail(
-            "checksums", stem, "marker has no file list" if shard_dir.is_dir() else "shard directory missing"
-        )
+    if not isinstance(want, dict) or not have_files:
+        checks.fail("checksums", stem, "marker has no file list" if have_files else "shard directory missing")
         return
-    have = {str(p.relative_to(shard_dir)) for p in shard_dir.rglob("*") if p.is_file()}
+    have = set(have_files)
     bad = []
     for rel in sorted(set(want) | have):
         if rel not in have:
             bad.append(f"{rel}: missing")
         elif rel not in want:
             bad.append(f"{rel}: not in the marker")
-        elif sha256_file(shard_dir / rel) != want[rel]:
+        elif storage.sha256(storage.join(shard_dir, rel)) != want[rel]:
             bad.append(f"{rel}: sha256 differs from the marker")
     if bad:
         checks.fail(

@@ -14,24 +14,56 @@ import numpy as np
 from vpmoe.report.checks import CHECKS
 from vpmoe.report.run import Report, ReportError
 from vpmoe.report.stats import METRICS, QUANTILES
+from vpmoe.utils import storage
 from vpmoe.utils.atomic import OutputExistsError, atomic_directory
 
 SPAN_COLORS = {"reasoning": "tab:blue", "final": "tab:orange"}
 MAX_SHARD_ROWS = 50
 
 
-def write_report(report: Report, output: str | Path) -> Path:
+def write_report(report: Report, output: str | Path) -> str | Path:
+    """Write report.json, report.md and the plots to `output`, a local directory or an `s3://` prefix.
+
+    Locally the directory is committed whole (atomic_directory). On object storage there is no rename:
+    the files are rendered into a local temporary, the images and report.md uploaded first, report.json
+    last (the report's marker: a prefix with report.json is a complete report)."""
+    if storage.is_remote(str(output)):
+        return _write_remote(report, str(output).rstrip("/"))
     out = Path(output)
     if out.exists() and not (out.is_dir() and ((out / "report.json").is_file() or not any(out.iterdir()))):
         raise ReportError(f"{out} exists and is not a previous report; choose another output")
     try:  # the one commit helper: durable, atomic, and never replaces what is not a report of ours
         with atomic_directory(out, overwrite=True, kind="report") as tmp:
-            data = report.to_dict()
-            (tmp / "report.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-            images = write_plots(data, tmp)
-            (tmp / "report.md").write_text(markdown(data, images))
+            _render(report, tmp)
     except OutputExistsError as e:
         raise ReportError(str(e)) from e
+    return out
+
+
+def _render(report: Report, tmp: Path) -> None:
+    data = report.to_dict()
+    (tmp / "report.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    images = write_plots(data, tmp)
+    (tmp / "report.md").write_text(markdown(data, images))
+
+
+def _write_remote(report: Report, out: str) -> str:
+    import tempfile
+
+    existing = storage.find(out)
+    if existing and "report.json" not in existing:
+        raise ReportError(f"{out} exists and is not a previous report; choose another output")
+    with tempfile.TemporaryDirectory(prefix="vpmoe-report-") as tmp:
+        _render(report, Path(tmp))
+        marker = Path(tmp) / "report.json"
+        data = marker.read_bytes()
+        marker.unlink()
+        if existing:  # the old report is incomplete from here on, never a mix of two
+            storage.remove(storage.join(out, "report.json"))
+        written = set(storage.put_tree(tmp, out))
+        for stale in sorted(set(existing) - written - {"report.json"}):  # e.g. a plot the new one lacks
+            storage.remove(storage.join(out, stale))
+        storage.write_bytes(storage.join(out, "report.json"), data)
     return out
 
 

@@ -7,14 +7,12 @@ running the same command twice is a no-op (the engine is not even started when n
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.teacher.convert import Validity, near_uniform, prompt_logprobs_to_rows
@@ -76,7 +74,7 @@ class ScoreResult:
 
 def _check_lengths(ds: PreparedDataset, max_model_len: int) -> None:
     for entry in ds.manifest.shards:
-        t = pq.read_table(ds.root / entry.name, columns=["sample_id", "num_tokens"])
+        t = ds.read_columns(entry.name, ["sample_id", "num_tokens"])
         lengths = t.column("num_tokens").to_numpy()
         if (lengths > max_model_len).any():
             i = int(np.flatnonzero(lengths > max_model_len)[0])
@@ -141,9 +139,7 @@ def score(
     todo_names = {e.name for e in todo}
     for e in mine:
         if e.name not in todo_names:
-            quarantined.update(
-                marker_quarantine(json.loads(store.marker_path(shard_stem(e.name)).read_text()))
-            )
+            quarantined.update(marker_quarantine(store.read_marker(shard_stem(e.name)) or {}))
     samples = sum(e.sequences for e in mine)
     budget = (samples, f"worker {cfg.worker}/{cfg.num_workers}'s {len(mine)} shard(s)")
     if todo:

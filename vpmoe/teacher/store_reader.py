@@ -1,25 +1,30 @@
-"""Reading a `TeacherStore` by sample id (used by the trainer's loader and the reports).
+"""Reading a `TeacherStore` (used by the trainer's loader, evaluation and the reports).
 
-Open with the prepared dataset and the store: the store's recorded dataset manifest hash must equal the
-dataset's, and every dataset shard must be committed. Fetch returns one sample's rows. Samples the scorer
-quarantined (vpmoe/teacher/quarantine.py) have no rows: they are in `quarantined`, not in the index.
+Open with the prepared dataset and the store, local or `s3://` (vpmoe/utils/storage.py): the store's
+recorded dataset manifest hash must equal the dataset's, and every dataset shard must be committed with
+the dataset shard's sha256 in its marker. Opening reads the markers only (O(shards)); nothing per sample.
+Training addresses rows by integers, (shard, sequence within the stored shard) (`fetch_rows`); the
+sample-id check against the dataset is the per-shard digest (`check_sample_ids`, run once by the trainer's
+sample index). `fetch(sample_id)` exists for inspection and tests and builds an id map on first use.
 
-Fast path: a fetch needs a few hundred rows of five arrays; zarr's generic indexing costs ~0.7 ms per
+Fast path: a fetch needs a few hundred rows of a few arrays; zarr's generic indexing costs ~0.7 ms per
 call in overhead alone (measured: 5.4 ms per fetch, ~60k positions/s). The reader therefore decodes the
-layout `TeacherStore` writes with the writer's own `ArrayFile` (store.py): each array is one file of
+layout `TeacherStore` writes with the writer's own `ArrayFile` (array_file.py): each array is one file of
 small inner chunks (256 rows for the top-k arrays) and an index (Zarr's sharding codec), so a fetch reads
-one byte range per array (`os.pread`) and decodes only the inner chunks its rows lie in (crc32c, size,
-blosc). There is no chunk cache: a ~500-row fetch decodes ~1.5x its own rows, and random fetches over a
-real store would miss any affordable cache anyway. Then it undoes the row coding (row_coding.py): a
-prefix sum of the log-prob bit deltas on the fetched rows, ids through the shard's `id_order`. Anything
-but that exact layout is refused, never guessed at. At most `OPEN_SHARDS` shards stay open (their
-indices, offsets and code tables), so memory is bounded however many shards a dataset has.
+one byte range per array it needs (one ranged GET on object storage) and decodes only the inner chunks its
+rows lie in (crc32c, size, blosc). Then it undoes the row coding (row_coding.py): a prefix sum of the
+log-prob bit deltas on the fetched rows, ids through the shard's `id_order`. Anything but that exact
+layout is refused, never guessed at.
+
+What stays in memory: per shard touched, its index (`_OpenShard`: chunk bounds of the arrays read, the
+sequence offsets, the id code table), a few hundred KB at most, in an LRU bounded by
+`INDEX_CACHE_BYTES`; no open files. With the demo's and the benchmark's thousand shards every index
+stays cached, so random fetches over all shards never reread one (docs/teacher_store.md, "Reading at
+scale").
 
 Fork safety: zarr runs an asyncio loop in background threads; a process forked after zarr started holds
 a copy of a lock no thread will release, and deadlocks. The reader never starts zarr (metadata is read
-as JSON, chunks with numcodecs) and holds no thread. It keeps the array files of its open shards open, but
-reads them only with `os.pread`, which never moves the file offset a forked copy shares, and pickles
-without its open shards, so it is safe in forked and spawned DataLoader workers alike.
+as JSON, chunks with numcodecs), holds no thread and no open file, and pickles without its cache.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.teacher.quarantine import kept_rows, marker_quarantine
@@ -39,7 +43,6 @@ from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas
 from vpmoe.teacher.store import (
     ARRAYS,
     MARKER_SUFFIX,
-    ROW_ARRAYS,
     SHARDS,
     STORE_SCHEMA_VERSION,
     ArrayFile,
@@ -53,38 +56,60 @@ from vpmoe.tokenizer import PADDED_VOCAB_SIZE
 _log = logging.getLogger(__name__)
 
 
+# What a fetch can return (`TeacherRows` fields) and the stored arrays each one needs.
+FIELD_ARRAYS = {
+    "positions": ("positions",),
+    "topk_ids": ("topk_id_codes",),
+    "topk_logprobs": ("topk_logprob_deltas",),
+    "target_logprob": ("target_logprob",),
+    "target_rank": ("target_rank",),
+}
+ALL_FIELDS = tuple(FIELD_ARRAYS)
+TRAINING_FIELDS = ("topk_ids", "topk_logprobs")  # all the loss reads
+
+
 @dataclass(frozen=True)
 class TeacherRows:
-    """One sample's teacher rows: row j is the teacher's distribution for token positions[j] + 1.
+    """One sample's teacher rows: row j is the teacher's distribution for token position positions[j] + 1,
+    the j-th supervised position of the sequence. Fields not asked for are None.
 
     The top-k arrays come in the narrowest exact types (the stored fp16 values, ids < 2^31): the trainer
     batches them as they are and widens them on its device, where that costs nothing, instead of the
     host spending ~150 ns per row on an fp32 lookup and copying twice the bytes to the device."""
 
-    positions: np.ndarray  # int32 [n]
-    topk_ids: np.ndarray  # int32 [n, k]
-    topk_logprobs: np.ndarray  # float16 [n, k]
-    target_logprob: np.ndarray  # float32 [n]
-    target_rank: np.ndarray  # int64 [n]
+    num_rows: int
+    positions: np.ndarray | None = None  # int32 [n]
+    topk_ids: np.ndarray | None = None  # int32 [n, k]
+    topk_logprobs: np.ndarray | None = None  # float16 [n, k]
+    target_logprob: np.ndarray | None = None  # float32 [n]
+    target_rank: np.ndarray | None = None  # int64 [n]
 
 
-def resolve_store(path: str | Path, manifest_hash: str) -> Path:
+def resolve_store(path: str | Path, manifest_hash: str) -> str | Path:
     """The teacher store itself (has zarr.json), or a scoring output root: then the one teacher store
-    scored from this dataset, `<root>/<manifest hash>/<teacher id>`; zero or several is an error."""
-    path = Path(path)
-    if (path / "zarr.json").is_file():
-        return path
-    keyed = path / manifest_hash
-    found = sorted(d for d in keyed.iterdir() if (d / "zarr.json").is_file()) if keyed.is_dir() else []
+    scored from this dataset, `<root>/<manifest hash>/<teacher id>`; zero or several is an error.
+    A local store is a `Path`, an `s3://` one a URL string."""
+    from vpmoe.utils import storage
+
+    path = str(path).rstrip("/")
+    typed = (lambda p: p) if storage.is_remote(path) else Path
+    if storage.exists(storage.join(path, "zarr.json")):
+        return typed(path)
+    keyed = storage.join(path, manifest_hash)
+    names = storage.listdir(keyed) if storage.exists(keyed) else []
+    found = [storage.join(keyed, n) for n in names if storage.exists(storage.join(keyed, n, "zarr.json"))]
     if len(found) == 1:
         _log.info("store: %s is a scoring output; using its store for this dataset, %s", path, found[0])
-        return found[0]
+        return typed(found[0])
     if found:
         raise StoreError(
-            f"{path}: {len(found)} teacher stores for this dataset ({', '.join(d.name for d in found)}); "
-            "pass one of them as store="
+            f"{path}: {len(found)} teacher stores for this dataset ({', '.join(names)}); pass one of them as store="
         )
-    others = sorted(p.parent for p in path.glob("*/*/zarr.json")) if path.is_dir() else []
+    others = (
+        sorted(p.parent for p in Path(path).glob("*/*/zarr.json"))
+        if not storage.is_remote(path) and Path(path).is_dir()
+        else []
+    )
     hint = f"; stores under it (other datasets): {', '.join(map(str, others[:5]))}" if others else ""
     raise StoreError(
         f"{path}: not a teacher store (no zarr.json) and no store for dataset {manifest_hash} under it. "
@@ -94,10 +119,12 @@ def resolve_store(path: str | Path, manifest_hash: str) -> Path:
 
 
 def read_store_attrs(store_root: str | Path) -> dict:
-    meta = Path(store_root) / "zarr.json"
-    if not meta.is_file():
+    from vpmoe.utils import storage
+
+    meta = storage.join(str(store_root), "zarr.json")
+    if not storage.exists(meta):
         raise StoreError(f"{store_root}: not a teacher store (no zarr.json)")
-    attrs = json.loads(meta.read_text()).get("attributes", {})
+    attrs = json.loads(storage.read_bytes(meta)).get("attributes", {})
     if attrs.get("schema_version") != STORE_SCHEMA_VERSION:
         raise StoreError(
             f"{store_root}: store schema_version {attrs.get('schema_version')!r}, this code reads {STORE_SCHEMA_VERSION}"
@@ -106,7 +133,14 @@ def read_store_attrs(store_root: str | Path) -> dict:
 
 
 class TeacherStoreReader:
+    # Memory for cached shard indexes per process (chunk bounds, sequence offsets, id code tables). A shard
+    # of the user's run (~1.4M positions) needs ~0.2-1 MB, so this holds hundreds of them; the demo's and
+    # the loader benchmark's shards (1,000 of ~16k positions) all fit.
+    INDEX_CACHE_BYTES = 512 << 20
+
     def __init__(self, dataset_dir: str | Path, store_root: str | Path) -> None:
+        from vpmoe.utils import storage
+
         self.dataset = PreparedDataset(dataset_dir)
         # A store directory, or the scoring output root it lives under (resolved by manifest hash).
         self.root = resolve_store(store_root, self.dataset.manifest_hash)
@@ -118,55 +152,102 @@ class TeacherStoreReader:
             )
         self.k = int(self.attrs["k"])
         self.stems: list[str] = []  # one per dataset shard, in manifest order (incomplete ones raise below)
-        self.index: dict[str, tuple[int, int]] = {}  # sample id -> (shard, sequence within the stored shard)
-        # Samples left out of the store by the scorer (vpmoe/teacher/quarantine.py): id -> marker entry.
-        self.quarantined: dict[str, dict] = {}
+        # Per shard, from its marker: the quarantined samples (vpmoe/teacher/quarantine.py, usually none),
+        # the stored samples' id digest and the files' sizes.
+        self.shard_quarantine: list[dict[str, dict]] = []
+        self.shard_ids_sha256: list[str] = []
+        self._sizes: list[dict[str, int]] = []
+        self.quarantined: dict[str, dict] = {}  # all shards' (small: a thousandth of samples at most)
         incomplete = []
-        for si, entry in enumerate(self.dataset.manifest.shards):
+        shards_dir = storage.join(self.root, SHARDS)
+        markers = storage.read_many(
+            [
+                storage.join(shards_dir, f"{shard_stem(e.name)}{MARKER_SUFFIX}")
+                for e in self.dataset.manifest.shards
+            ]
+        )
+        for entry, raw in zip(self.dataset.manifest.shards, markers.values(), strict=True):
             stem = shard_stem(entry.name)
-            marker = self.root / SHARDS / f"{stem}{MARKER_SUFFIX}"
-            info = json.loads(marker.read_text()) if marker.is_file() else None
+            info = json.loads(raw) if raw is not None else None
             if info is None or info.get("dataset_shard_sha256") != entry.sha256:
                 incomplete.append(stem)
                 continue
-            ids = pq.read_table(self.dataset.root / entry.name, columns=["sample_id"]).column(0).to_pylist()
             quarantined = marker_quarantine(info)
-            ids = [ids[i] for i in kept_rows(ids, quarantined, str(marker))]
-            if sample_ids_digest(ids) != info["sample_ids_sha256"]:
-                raise StoreError(f"{marker}: sample ids differ from dataset shard {entry.name}")
             self.quarantined.update(quarantined)
+            self.shard_quarantine.append(quarantined)
+            self.shard_ids_sha256.append(info["sample_ids_sha256"])
+            self._sizes.append(info.get("sizes", {}))
             self.stems.append(stem)
-            for j, sid in enumerate(ids):
-                self.index[sid] = (si, j)
         if incomplete:
             raise StoreError(
                 f"{self.root}: {len(incomplete)} of {len(self.dataset.manifest.shards)} shard(s) not committed "
                 f"({', '.join(incomplete[:5])}{'...' if len(incomplete) > 5 else ''}); rerun pipelines.score to finish"
             )
         self._open_shards: OrderedDict[int, _OpenShard] = OrderedDict()
-
-    OPEN_SHARDS = 8
+        self._cached_bytes = 0
+        self._ids: dict[str, tuple[int, int]] | None = None  # built by `fetch(sample_id)` only
 
     def __getstate__(self):
-        return {**self.__dict__, "_open_shards": OrderedDict()}
+        return {**self.__dict__, "_open_shards": OrderedDict(), "_cached_bytes": 0, "_ids": None}
 
-    def _open(self, si: int) -> _OpenShard:
+    def check_sample_ids(self, si: int, kept_ids: list[str]) -> None:
+        """The stored samples of shard `si` are these ids, in this order (the dataset shard's minus the
+        quarantined): refuse a store whose rows would be paired with the wrong samples."""
+        if sample_ids_digest(kept_ids) != self.shard_ids_sha256[si]:
+            raise StoreError(
+                f"{self.root}/{SHARDS}/{self.stems[si]}{MARKER_SUFFIX}: sample ids differ from dataset shard "
+                f"{self.dataset.manifest.shards[si].name}"
+            )
+
+    def _open(self, si: int, fields: tuple[str, ...]) -> _OpenShard:
+        from vpmoe.utils import storage
+
         shard = self._open_shards.get(si)
         if shard is None:
-            shard = _OpenShard(self.root / SHARDS / self.stems[si])
+            shard = _OpenShard(
+                storage.join(self.root, SHARDS, self.stems[si]), arrays=(), sizes=self._sizes[si]
+            )
             self._open_shards[si] = shard
-            if len(self._open_shards) > self.OPEN_SHARDS:
-                self._open_shards.popitem(last=False)[1].close()
         else:
             self._open_shards.move_to_end(si)
+            self._cached_bytes -= shard.nbytes
+        shard.load([a for f in fields for a in FIELD_ARRAYS[f]])
+        self._cached_bytes += shard.nbytes
+        while self._cached_bytes > self.INDEX_CACHE_BYTES and len(self._open_shards) > 1:
+            self._cached_bytes -= self._open_shards.popitem(last=False)[1].nbytes
         return shard
 
     def __len__(self) -> int:
-        return len(self.index)
+        return sum(len(self._open(si, ()).offsets) - 1 for si in range(len(self.stems)))
+
+    def fetch_rows(self, shard: int, seq: int, fields: tuple[str, ...] = ALL_FIELDS) -> TeacherRows:
+        """Rows of sequence `seq` of stored shard `shard` (the dataset shard's kept samples, in order);
+        only `fields` are read (one ranged read per stored array)."""
+        sh = self._open(shard, fields)
+        a, b = (int(x) for x in sh.offsets[seq : seq + 2])
+        out = {"num_rows": b - a}
+        if "positions" in fields:
+            out["positions"] = sh.read("positions", a, b).astype(np.int32)
+        if "topk_ids" in fields:
+            out["topk_ids"] = sh.topk_ids(a, b, np.int32)
+        if "topk_logprobs" in fields:
+            out["topk_logprobs"] = sh.topk_logprobs(a, b)
+        if "target_logprob" in fields:
+            out["target_logprob"] = sh.read("target_logprob", a, b).astype(np.float32)
+        if "target_rank" in fields:
+            out["target_rank"] = sh.read("target_rank", a, b).astype(np.int64)
+        return TeacherRows(**out)
 
     def fetch(self, sample_id: str) -> TeacherRows:
+        """All rows of one sample by id (inspection and tests: the first call reads every shard's ids)."""
+        if self._ids is None:
+            self._ids = {}
+            for si, entry in enumerate(self.dataset.manifest.shards):
+                ids = self.dataset.sample_ids(entry.name)
+                kept = [ids[i] for i in kept_rows(ids, self.shard_quarantine[si], entry.name)]
+                self._ids.update((sid, (si, j)) for j, sid in enumerate(kept))
         try:
-            si, j = self.index[sample_id]
+            si, j = self._ids[sample_id]
         except KeyError:
             if sample_id in self.quarantined:
                 raise KeyError(
@@ -174,19 +255,11 @@ class TeacherStoreReader:
                     f"{self.quarantined[sample_id].get('reasons')}); skip it (train/data.py SampleIndex)"
                 ) from None
             raise KeyError(f"sample id {sample_id!r} is not in dataset {self.dataset.root}") from None
-        shard = self._open(si)
-        a, b = (int(x) for x in shard.offsets[j : j + 2])
-        return TeacherRows(
-            positions=shard.read("positions", a, b).astype(np.int32),
-            topk_ids=shard.topk_ids(a, b, np.int32),
-            topk_logprobs=shard.topk_logprobs(a, b),
-            target_logprob=shard.read("target_logprob", a, b).astype(np.float32),
-            target_rank=shard.read("target_rank", a, b).astype(np.int64),
-        )
+        return self.fetch_rows(si, j)
 
     def read_shard(self, stem: str) -> ShardArrays:
         """One shard's rows, decoded (ids uint32, log-probs fp16, as the writer took them)."""
-        shard = self._open(self.stems.index(stem))
+        shard = self._open(self.stems.index(stem), ALL_FIELDS)
         n = shard.num_rows()
         return ShardArrays(
             positions=shard.read("positions", 0, n).astype(np.int32),
@@ -199,45 +272,70 @@ class TeacherStoreReader:
 
 
 class _OpenShard:
-    """One shard group's array files (their shard indices), offsets and id code table."""
+    """One shard group's index: the sequence offsets, the id code table and, per array read, its
+    metadata and chunk bounds (`ArrayFile`). `arrays` are loaded (and checked) now; `load` adds more."""
 
-    def __init__(self, group: Path) -> None:
-        self.group = group
-        self.files = {name: ArrayFile(group / name) for name in ARRAYS}
-        for name in ROW_ARRAYS:  # kept open for the fetches; opened first, so the index reads use them too
-            self.files[name].open()
-        for f in self.files.values():
-            f.bounds  # noqa: B018 -- every index read and checked now: a bad shard fails on open
+    def __init__(self, group: str | Path, *, arrays=ARRAYS, sizes: dict[str, int] | None = None) -> None:
+        from vpmoe.utils import storage
+
+        self.group = str(group)
+        self._sizes = sizes or {}
+        self.files: dict[str, ArrayFile] = {}
+        self._join = storage.join
+        self.load(("seq_offsets", *arrays))
         self.offsets = self.read("seq_offsets", 0, self.files["seq_offsets"].shape[0]).astype(np.int64)
-        try:
-            self.id_order = IdOrder(
-                self.read("id_order", 0, self.files["id_order"].shape[0]), PADDED_VOCAB_SIZE
-            )
-        except IdOrderError as e:
-            raise StoreError(f"{group / 'id_order'}: {e}") from None
+        self._id_order: IdOrder | None = None
+        if "id_order" in arrays:
+            self.id_order  # noqa: B018 -- read and checked now
 
-    def close(self) -> None:
-        for f in self.files.values():
-            f.close()
+    def load(self, arrays) -> None:
+        """Read and check these arrays' metadata and indexes (a bad shard fails here, by name)."""
+        for name in arrays:
+            if name not in self.files:
+                f = ArrayFile(self._join(self.group, name), sizes=self._sizes)
+                f.bounds  # noqa: B018 -- the index read and checked now
+                self.files[name] = f
+
+    @property
+    def nbytes(self) -> int:
+        # order, the sorted-unseen table (int64) and one decode table: ~4x the stored order.
+        order = self._id_order.order.nbytes * 4 if self._id_order is not None else 0
+        return self.offsets.nbytes + order + sum(f.nbytes_cached for f in self.files.values())
+
+    @property
+    def id_order(self) -> IdOrder:
+        if self._id_order is None:
+            self.load(("id_order",))
+            try:
+                self._id_order = IdOrder(
+                    self.read("id_order", 0, self.files["id_order"].shape[0]), PADDED_VOCAB_SIZE
+                )
+            except IdOrderError as e:
+                raise StoreError(f"{self._join(self.group, 'id_order')}: {e}") from None
+        return self._id_order
 
     def read(self, name: str, a: int, b: int) -> np.ndarray:
         """Rows [a, b) of one array as stored (may be a read-only view)."""
+        self.load((name,))
         return self.files[name].read(a, b)
 
     def num_rows(self) -> int:
+        self.load(("positions",))
         return self.files["positions"].shape[0]
 
     def topk_ids(self, a: int, b: int, dtype=np.uint32) -> np.ndarray:
+        self.load(("topk_id_codes",))
         try:
             return self.id_order.decode(self.read("topk_id_codes", a, b), dtype, strict=True)
         except IdOrderError as e:
-            raise StoreError(f"{self.group / 'topk_id_codes'}: {e} in rows {a}-{b - 1}") from None
+            raise StoreError(f"{self._join(self.group, 'topk_id_codes')}: {e} in rows {a}-{b - 1}") from None
 
     def topk_logprobs(self, a: int, b: int) -> np.ndarray:
         """fp16 [b - a, k], C order. The fetched rows' deltas are gathered from the decoded inner chunks
         ([k, rows] each) into one [k, b - a] block, so the prefix sum is k - 1 adds of contiguous vectors
         (measured ~2x faster than adding across the chunks in place), then transposed once."""
         name = "topk_logprob_deltas"
+        self.load((name,))
         chunks, off = self.files[name].read_chunks(a, b)
         n = max(b - a, 0)
         bits = np.empty((self.files[name].shape[1], n), np.uint16)

@@ -20,19 +20,16 @@ Micro-batches are built in spawned DataLoader workers (zarr deadlocks under fork
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from vpmoe.data.harmony_render import IGNORE_INDEX, position_spans
-from vpmoe.data.prepared import PreparedDataset
+from vpmoe.data.token_records import read_sequence
 from vpmoe.teacher.quarantine import kept_rows
-from vpmoe.teacher.store_reader import TeacherStoreReader
+from vpmoe.teacher.store_reader import TRAINING_FIELDS, TeacherStoreReader
 
 
 @dataclass(kw_only=True)
@@ -75,34 +72,50 @@ def is_held_out(sample_id: str, fraction: float) -> bool:
 
 @dataclass(frozen=True)
 class SampleIndex:
-    """Every sequence of the dataset that has teacher rows: id, length, and where it lives. Samples the
-    scorer quarantined (no teacher rows, vpmoe/teacher/quarantine.py) are left out, so no step ever holds
-    a sequence without its teacher."""
+    """Every sequence of the dataset that has teacher rows, addressed by integers: per sample its length,
+    dataset shard, row in that shard, sequence in the stored shard, first token in the shard's token
+    records, the records' crc32c and whether it is held out. Compact numpy arrays only (29 bytes per
+    sample, docs/training.md "Data at scale"): this is pickled into every spawned loader worker, so nothing
+    per sample is a Python object. Samples the scorer quarantined (no teacher rows,
+    vpmoe/teacher/quarantine.py) are left out, so no step ever holds a sequence without its teacher."""
 
-    sample_ids: list[str]
-    lengths: np.ndarray  # int64
+    lengths: np.ndarray  # int32, tokens
     shard: np.ndarray  # int32, index into the manifest's shards
-    row: np.ndarray  # int32, row within the shard
+    row: np.ndarray  # int32, row within the dataset shard
+    store_seq: np.ndarray  # int32, sequence within the stored shard (rows minus quarantined before it)
+    start: np.ndarray  # int64, first token within the shard's token records
+    crc: np.ndarray  # uint32, crc32c of the sample's token record
     held_out: np.ndarray  # bool
 
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in self.__dataclass_fields__)
+
     @classmethod
-    def build(
-        cls, ds: PreparedDataset, eval_fraction: float, *, quarantined: Collection[str] = frozenset()
-    ) -> SampleIndex:
-        """`quarantined`: the store's quarantined sample ids (`TeacherStoreReader.quarantined`). Left
-        empty where a quarantined sample is still indexed, `MicroBatchBuilder` refuses the index."""
-        ids, lengths, shard, row = [], [], [], []
-        quarantined = frozenset(quarantined)
+    def build(cls, reader: TeacherStoreReader, eval_fraction: float) -> SampleIndex:
+        """One pass over the shards' id, length and crc columns. Checks each shard's stored sample ids
+        against the store's marker (the one place sample ids are needed), then keeps integers only."""
+        ds = reader.dataset
+        parts: dict[str, list[np.ndarray]] = {f: [] for f in cls.__dataclass_fields__}
         for si, entry in enumerate(ds.manifest.shards):
-            t = pq.read_table(ds.root / entry.name, columns=["sample_id", "num_tokens"])
+            t = ds.read_columns(entry.name, ["sample_id", "num_tokens", "tokens_crc32c"])
             sids = t.column("sample_id").to_pylist()
-            keep = kept_rows(sids, quarantined.intersection(sids), entry.name)  # this shard's share
-            ids += [sids[j] for j in keep]
-            lengths.append(t.column("num_tokens").to_numpy().astype(np.int64)[keep])
-            shard.append(np.full(len(keep), si, np.int32))
-            row.append(keep.astype(np.int32))
-        held = np.array([is_held_out(s, eval_fraction) for s in ids], dtype=bool)
-        return cls(ids, np.concatenate(lengths), np.concatenate(shard), np.concatenate(row), held)
+            keep = kept_rows(sids, reader.shard_quarantine[si], entry.name)
+            kept_ids = [sids[j] for j in keep]
+            reader.check_sample_ids(si, kept_ids)
+            lengths = t.column("num_tokens").to_numpy().astype(np.int64)
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            parts["lengths"].append(lengths[keep].astype(np.int32))
+            parts["shard"].append(np.full(len(keep), si, np.int32))
+            parts["row"].append(keep.astype(np.int32))
+            parts["store_seq"].append(np.arange(len(keep), dtype=np.int32))
+            parts["start"].append(starts[keep].astype(np.int64))
+            parts["crc"].append(t.column("tokens_crc32c").to_numpy().astype(np.uint32)[keep])
+            parts["held_out"].append(np.array([is_held_out(s, eval_fraction) for s in kept_ids], dtype=bool))
+        return cls(**{f: np.concatenate(v) for f, v in parts.items()})
 
 
 def epoch_steps(index: SampleIndex, cfg: DataConfig, epoch: int) -> list[np.ndarray]:
@@ -131,39 +144,22 @@ def split_step(index: SampleIndex, step: np.ndarray, cfg: DataConfig, dp: int, r
 
 
 class MicroBatchBuilder:
-    """Builds padded micro-batch tensors from sample indices. Picklable; opens readers lazily per process."""
+    """Builds padded micro-batch tensors from sample indices. Picklable; opens the reader lazily per
+    process. Per sample: one ranged read of its token record, one per teacher array the loss needs."""
 
     def __init__(self, dataset_dir: str | Path, store_dir: str | Path, index: SampleIndex, k: int) -> None:
         self.dataset_dir, self.store_dir, self.index, self.k = str(dataset_dir), str(store_dir), index, k
-        self._ds: PreparedDataset | None = None
         self._reader: TeacherStoreReader | None = None
-        self._shards: OrderedDict = OrderedDict()
 
     def __getstate__(self):
-        return {**self.__dict__, "_ds": None, "_reader": None, "_shards": OrderedDict()}
-
-    def _shard(self, si: int):
-        if self._ds is None:
-            self._ds = PreparedDataset(self.dataset_dir)
-        if si not in self._shards:
-            self._shards[si] = self._ds.read_shard(self._ds.manifest.shards[si].name, verify=False)
-            while len(self._shards) > 4:
-                self._shards.popitem(last=False)
-        return self._shards[si]
+        return {**self.__dict__, "_reader": None}
 
     def build(self, samples: np.ndarray) -> dict[str, torch.Tensor]:
         if self._reader is None:
             self._reader = TeacherStoreReader(self.dataset_dir, self.store_dir)
-            # Once per process: an index built without the store's quarantine would hand out samples
-            # without teacher rows (a fetch deep in a step would fail); refuse it up front, by name.
-            bad = sorted(set(self._reader.quarantined).intersection(self.index.sample_ids))
-            if bad:
-                raise RuntimeError(
-                    f"the sample index holds {len(bad)} quarantined sample(s) without teacher rows "
-                    f"({', '.join(bad[:5])}): build it with SampleIndex.build(..., quarantined=reader.quarantined)"
-                )
+        ix, reader = self.index, self._reader
         b = len(samples)
-        s = int(self.index.lengths[samples].max())
+        s = int(ix.lengths[samples].max())
         input_ids = np.zeros((b, s), np.int64)
         labels = np.full((b, s), IGNORE_INDEX, np.int64)
         spans = np.full((b, s), -1, np.int8)
@@ -172,27 +168,29 @@ class MicroBatchBuilder:
         t_ids = np.zeros((b, s, self.k), np.int32)
         t_lps = np.zeros((b, s, self.k), np.float16)
         for r, i in enumerate(samples):
-            shard = self._shard(int(self.index.shard[i]))
-            ids, tok_spans, lab = shard.sequence(int(self.index.row[i]))
-            n = len(ids)
+            si, n = int(ix.shard[i]), int(ix.lengths[i])
+            ids, tok_spans, lab = read_sequence(
+                reader.dataset.tokens_url(si), int(ix.start[i]), n, int(ix.crc[i])
+            )
             input_ids[r, :n], labels[r, :n] = ids, lab
             spans[r, :n] = position_spans(tok_spans, lab)
-            rows = self._reader.fetch(self.index.sample_ids[i])
-            pos = rows.positions
-            if not np.array_equal(pos, np.flatnonzero(lab != IGNORE_INDEX)):
+            rows = reader.fetch_rows(si, int(ix.store_seq[i]), TRAINING_FIELDS)
+            pos = np.flatnonzero(lab != IGNORE_INDEX)
+            if rows.num_rows != len(pos):  # the store's rows are the supervised positions, in order
                 raise RuntimeError(
-                    f"teacher rows of {self.index.sample_ids[i]} do not match its supervised positions"
+                    f"teacher rows of shard {reader.stems[si]} sequence {int(ix.store_seq[i])} (dataset row "
+                    f"{int(ix.row[i])}): {rows.num_rows} rows for {len(pos)} supervised positions"
                 )
             t_ids[r, pos] = rows.topk_ids
             t_lps[r, pos] = rows.topk_logprobs
-        real = int(self.index.lengths[samples].sum())
+        real = int(ix.lengths[samples].sum())
         return {
             "input_ids": torch.from_numpy(input_ids),
             "labels": torch.from_numpy(labels),
             "position_spans": torch.from_numpy(spans),
             "teacher_ids": torch.from_numpy(t_ids),
             "teacher_logprobs": torch.from_numpy(t_lps),
-            "lengths": torch.from_numpy(self.index.lengths[samples].astype(np.int64)),
+            "lengths": torch.from_numpy(ix.lengths[samples].astype(np.int64)),
             "tokens": torch.tensor(real),
             "padded_tokens": torch.tensor(b * s),
         }

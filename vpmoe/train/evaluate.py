@@ -160,7 +160,7 @@ def evaluate_checkpoint(
     if dev.type == "cpu" and loss_cfg.impl == "triton":
         loss_cfg.impl = "torch"  # the same maths (kernels/sparse_kl_head.py); triton needs CUDA
     reader = TeacherStoreReader(dataset, store)  # refuses a store of another dataset, or an incomplete one
-    index = SampleIndex.build(reader.dataset, data_cfg.eval_fraction, quarantined=reader.quarantined)
+    index = SampleIndex.build(reader, data_cfg.eval_fraction)
     if reader.dataset.manifest_hash != prov["dataset"]["manifest_hash"]:
         import logging
 

@@ -56,6 +56,13 @@ def config_hash(config: dict) -> str:
     return sha256_json({k: v for k, v in config.items() if k not in ("run_dir", "dataset", "store")})
 
 
+def _location(path: str | Path) -> str:
+    """An absolute local path, or the `s3://` URL as given."""
+    from vpmoe.utils.storage import is_remote
+
+    return str(path) if is_remote(str(path)) else str(Path(path).resolve())
+
+
 def provenance(config: dict, dataset_dir: str | Path, store_dir: str | Path) -> dict:
     ds = PreparedDataset(dataset_dir)
     attrs = read_store_attrs(store_dir)
@@ -70,9 +77,9 @@ def provenance(config: dict, dataset_dir: str | Path, store_dir: str | Path) -> 
         "config": config,
         "config_hash": config_hash(config),
         "tokenizer": ds.manifest.tokenizer,
-        "dataset": {"path": str(Path(dataset_dir).resolve()), "manifest_hash": ds.manifest_hash},
+        "dataset": {"path": _location(dataset_dir), "manifest_hash": ds.manifest_hash},
         "teacher_store": {
-            "path": str(Path(store_dir).resolve()),
+            "path": _location(store_dir),
             "teacher_id": attrs.get("teacher_id"),
             "teacher_weights_sha256": attrs.get("teacher_weights_sha256"),
             "k": attrs.get("k"),

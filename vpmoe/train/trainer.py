@@ -145,7 +145,7 @@ def _seed_everything(seed: int, rank: int) -> None:
 def open_data(spec: RunSpec) -> tuple[TeacherStoreReader, SampleIndex]:
     """Pair the dataset with its teacher store (refusing a mismatch or an incomplete store) and index it."""
     reader = TeacherStoreReader(spec.dataset, spec.store)
-    index = SampleIndex.build(reader.dataset, spec.data.eval_fraction, quarantined=reader.quarantined)
+    index = SampleIndex.build(reader, spec.data.eval_fraction)
     longest = int(index.lengths.max())
     if longest > spec.model.max_seq_len:
         raise ValueError(

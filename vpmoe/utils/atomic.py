@@ -255,12 +255,27 @@ def foreign_reason(target: Path, kind: str) -> str | None:
     entries = _entries(target)
     if not entries:
         return None  # an empty directory holds nothing to lose
-    marker = target / OUTPUT_MARKER
     try:
-        info = json.loads(marker.read_text())
+        raw: bytes | Exception | None = (target / OUTPUT_MARKER).read_bytes()
     except FileNotFoundError:
-        shown = ", ".join(sorted(e for e in entries if "/" not in e)[:5])
+        raw = None
+    except OSError as e:
+        raw = e
+    return marker_reason(raw, entries, kind)
+
+
+def marker_reason(raw: bytes | Exception | None, entries: set[str], kind: str) -> str | None:
+    """The verdict on an output whose `entries` (relative paths, the marker excluded) sit beside an
+    output marker with content `raw` (None: there is none; an exception: it could not be read): None
+    when it may be replaced as a `kind` output, else why not. Shared by local directories and S3
+    prefixes (vpmoe/data/publish.py)."""
+    if raw is None:
+        shown = ", ".join(sorted({e.split("/", 1)[0] for e in entries})[:5])
         return f"it has no {OUTPUT_MARKER} (not written by vpmoe) and holds: {shown}"
+    try:
+        if isinstance(raw, Exception):
+            raise raw
+        info = json.loads(raw)
     except (OSError, ValueError) as e:
         return f"its {OUTPUT_MARKER} is unreadable ({e})"
     if not isinstance(info, dict):
@@ -273,6 +288,13 @@ def foreign_reason(target: Path, kind: str) -> str | None:
             " ..." if len(extra) > 5 else ""
         )
     return None
+
+
+def marker_bytes(kind: str, entries: list[str]) -> bytes:
+    """The output marker of a `kind` output holding `entries` (what `atomic_directory` commits)."""
+    return (
+        json.dumps({"schema": _MARKER_SCHEMA, "kind": kind, "entries": entries}, indent=1) + "\n"
+    ).encode()
 
 
 def check_output_dir(target: Path, *, overwrite: bool, kind: str) -> None:
@@ -318,10 +340,7 @@ def atomic_directory(target: str | Path, *, overwrite: bool = False, kind: str =
     try:
         yield tmp
         entries = sorted(_entries(tmp))
-        commit_file(
-            tmp / OUTPUT_MARKER,
-            json.dumps({"schema": _MARKER_SCHEMA, "kind": kind, "entries": entries}, indent=1) + "\n",
-        )
+        commit_file(tmp / OUTPUT_MARKER, marker_bytes(kind, entries))
         if os.path.lexists(target):
             check_output_dir(target, overwrite=overwrite, kind=kind)  # again: it may have changed meanwhile
             fsync_tree(tmp)
