@@ -160,7 +160,8 @@ def _same(a, b):
     for sa, sb in zip(a, b, strict=True):
         for ma, mb in zip(sa, sb, strict=True):
             for key in ma:
-                assert torch.equal(ma[key], mb[key]), key
+                same = torch.equal(ma[key], mb[key]) if torch.is_tensor(ma[key]) else ma[key] == mb[key]
+                assert same, key
 
 
 def test_loader_resume_position_and_spawned_workers_match(small_dataset, scored_store, index):

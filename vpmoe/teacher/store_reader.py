@@ -212,6 +212,8 @@ class TeacherStoreReader:
             self._open_shards.move_to_end(si)
             self._cached_bytes -= shard.nbytes
         shard.load([a for f in fields for a in FIELD_ARRAYS[f]])
+        if "topk_ids" in fields:
+            shard.id_order  # noqa: B018 -- loaded now, so the cache counts it (it is most of an index)
         self._cached_bytes += shard.nbytes
         while self._cached_bytes > self.INDEX_CACHE_BYTES and len(self._open_shards) > 1:
             self._cached_bytes -= self._open_shards.popitem(last=False)[1].nbytes
@@ -298,8 +300,7 @@ class _OpenShard:
 
     @property
     def nbytes(self) -> int:
-        # order, the sorted-unseen table (int64) and one decode table: ~4x the stored order.
-        order = self._id_order.order.nbytes * 4 if self._id_order is not None else 0
+        order = self._id_order.nbytes if self._id_order is not None else 0
         return self.offsets.nbytes + order + sum(f.nbytes_cached for f in self.files.values())
 
     @property

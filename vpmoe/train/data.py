@@ -20,6 +20,7 @@ Micro-batches are built in spawned DataLoader workers (zarr deadlocks under fork
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from vpmoe.data.harmony_render import IGNORE_INDEX, position_spans
 from vpmoe.data.token_records import read_sequence
 from vpmoe.teacher.quarantine import kept_rows
 from vpmoe.teacher.store_reader import TRAINING_FIELDS, TeacherStoreReader
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -65,6 +68,10 @@ class DataConfig:
         return per_rank
 
 
+# Concurrent shard reads while the sample index is built (`SampleIndex.build`).
+INDEX_READ_THREADS = 16
+
+
 def is_held_out(sample_id: str, fraction: float) -> bool:
     h = int.from_bytes(hashlib.sha256(sample_id.encode()).digest()[:8], "big")
     return h < fraction * 2**64
@@ -98,24 +105,39 @@ class SampleIndex:
     def build(cls, reader: TeacherStoreReader, eval_fraction: float) -> SampleIndex:
         """One pass over the shards' id, length and crc columns. Checks each shard's stored sample ids
         against the store's marker (the one place sample ids are needed), then keeps integers only."""
+        from concurrent.futures import ThreadPoolExecutor
+
         ds = reader.dataset
         parts: dict[str, list[np.ndarray]] = {f: [] for f in cls.__dataclass_fields__}
-        for si, entry in enumerate(ds.manifest.shards):
-            t = ds.read_columns(entry.name, ["sample_id", "num_tokens", "tokens_crc32c"])
-            sids = t.column("sample_id").to_pylist()
-            keep = kept_rows(sids, reader.shard_quarantine[si], entry.name)
-            kept_ids = [sids[j] for j in keep]
-            reader.check_sample_ids(si, kept_ids)
-            lengths = t.column("num_tokens").to_numpy().astype(np.int64)
-            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-            parts["lengths"].append(lengths[keep].astype(np.int32))
-            parts["shard"].append(np.full(len(keep), si, np.int32))
-            parts["row"].append(keep.astype(np.int32))
-            parts["store_seq"].append(np.arange(len(keep), dtype=np.int32))
-            parts["start"].append(starts[keep].astype(np.int64))
-            parts["crc"].append(t.column("tokens_crc32c").to_numpy().astype(np.uint32)[keep])
-            parts["held_out"].append(np.array([is_held_out(s, eval_fraction) for s in kept_ids], dtype=bool))
+        columns = ["sample_id", "num_tokens", "tokens_crc32c"]
+        # Shards read concurrently, consumed in order: on object storage each shard is ~4 requests of
+        # ~10-25 ms, so thousands one after another would take minutes (pyarrow and the HTTP client release
+        # the GIL). Windows of `INDEX_READ_THREADS` x 4 shards bound the columns held at once.
+        shards = ds.manifest.shards
+        window = INDEX_READ_THREADS * 4
+        with ThreadPoolExecutor(INDEX_READ_THREADS) as pool:
+            for a in range(0, len(shards), window):
+                tables = pool.map(lambda e: ds.read_columns(e.name, columns), shards[a : a + window])
+                for si, t in enumerate(tables, start=a):
+                    cls._add_shard(parts, reader, si, t, eval_fraction)
         return cls(**{f: np.concatenate(v) for f, v in parts.items()})
+
+    @staticmethod
+    def _add_shard(parts: dict, reader: TeacherStoreReader, si: int, t, eval_fraction: float) -> None:
+        """Append shard `si`'s kept samples (its columns `t`) to `parts`, after the store's id check."""
+        sids = t.column("sample_id").to_pylist()
+        keep = kept_rows(sids, reader.shard_quarantine[si], reader.dataset.manifest.shards[si].name)
+        kept_ids = [sids[j] for j in keep]
+        reader.check_sample_ids(si, kept_ids)
+        lengths = t.column("num_tokens").to_numpy().astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        parts["lengths"].append(lengths[keep].astype(np.int32))
+        parts["shard"].append(np.full(len(keep), si, np.int32))
+        parts["row"].append(keep.astype(np.int32))
+        parts["store_seq"].append(np.arange(len(keep), dtype=np.int32))
+        parts["start"].append(starts[keep].astype(np.int64))
+        parts["crc"].append(t.column("tokens_crc32c").to_numpy().astype(np.uint32)[keep])
+        parts["held_out"].append(np.array([is_held_out(s, eval_fraction) for s in kept_ids], dtype=bool))
 
 
 def epoch_steps(index: SampleIndex, cfg: DataConfig, epoch: int) -> list[np.ndarray]:
@@ -191,8 +213,10 @@ class MicroBatchBuilder:
             "teacher_ids": torch.from_numpy(t_ids),
             "teacher_logprobs": torch.from_numpy(t_lps),
             "lengths": torch.from_numpy(ix.lengths[samples].astype(np.int64)),
-            "tokens": torch.tensor(real),
-            "padded_tokens": torch.tensor(b * s),
+            # Plain ints: every tensor a worker returns is a shared-memory segment whose descriptor crosses
+            # a socket (~0.2 ms of CPU on each side per tensor, measured in benchmarks/bench_loader.py).
+            "tokens": real,
+            "padded_tokens": b * s,
         }
 
 
@@ -213,7 +237,7 @@ def pad_batch(batch: dict[str, torch.Tensor], b: int, s: int) -> dict[str, torch
         padded[:b0, :s0] = x
         out[key] = padded
     out["lengths"] = torch.cat([batch["lengths"], torch.zeros(b - b0, dtype=batch["lengths"].dtype)])
-    out["padded_tokens"] = torch.tensor(b * s)
+    out["padded_tokens"] = b * s
     return out
 
 
@@ -315,9 +339,21 @@ class TrainLoader:
             yield batch
 
     def close(self) -> None:
-        """Stop the workers now (otherwise they stop when the iterator is garbage collected)."""
+        """Stop the workers now (otherwise they stop when the iterator is garbage collected).
+
+        A worker told to stop can abort in its own interpreter shutdown (a queue feeder thread freeing a
+        tensor as the interpreter exits: `std::terminate`, seen in ~1 of 3 closes on the demo; gdb in
+        benchmarks/results/loader_cpu.md). Every batch was delivered by then, so that is logged, not
+        raised: it must not turn a finished run into a failed one."""
         if self._it is not None and hasattr(self._it, "_shutdown_workers"):
-            self._it._shutdown_workers()
+            try:
+                self._it._shutdown_workers()
+            except RuntimeError as e:
+                if "DataLoader worker" not in str(e):
+                    raise
+                _log.warning(
+                    "loader worker exited abnormally while stopping (all batches were delivered): %s", e
+                )
         self._it = None
 
 
