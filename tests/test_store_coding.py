@@ -57,11 +57,11 @@ def test_bad_id_order_is_refused(table, message):
         IdOrder(np.asarray(table), V)
 
 
-def provenance(k):
+def provenance(k, **scoring):
     return StoreProvenance(
         dataset_manifest_hash="m", tokenizer={}, teacher_id=f"t-{'0' * 12}-float32-k{k}", teacher_path="-",
         teacher_weights_sha256="0" * 64, teacher_config={}, engine="vllm", engine_version="-", dtype="float32",
-        k=k, scoring_config={}, scoring_config_hash="-",
+        k=k, scoring_config=scoring, scoring_config_hash="-",
     )  # fmt: skip
 
 
@@ -80,10 +80,10 @@ def synthetic_rows(n, k, seed):
     )  # fmt: skip
 
 
-def write_shard(root, rows: ShardArrays, cuts):
+def write_shard(root, rows: ShardArrays, cuts, **scoring):
     """Write `rows` as sequences split at `cuts`; returns the shard group and its commit info."""
     k = rows.topk_ids.shape[1]
-    store = TeacherStore(root, provenance(k))
+    store = TeacherStore(root, provenance(k, **scoring))
     bounds = [0, *cuts, len(rows.positions)]
     w = store.begin_shard("shard-00000", num_positions=len(rows.positions), num_sequences=len(bounds) - 1)
     for a, b in itertools.pairwise(bounds):
@@ -197,9 +197,9 @@ def test_array_files_are_zarr_shards_and_bad_ones_are_refused(tmp_path):
     # Metadata declaring other inner chunks than the layout's.
     meta_path = group / "topk_id_codes" / "zarr.json"
     meta = json.loads(meta_path.read_text())
-    meta["codecs"][0]["configuration"]["chunk_shape"][0] = 128
+    meta["codecs"][0]["configuration"]["chunk_shape"][0] = 100  # not one of the allowed sizes
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(StoreError, match=r"topk_id_codes: not the layout TeacherStore writes .* 256 rows"):
+    with pytest.raises(StoreError, match=r"topk_id_codes: not the layout TeacherStore writes .* 16/32/64/128/256 rows"):
         _OpenShard(group)
 
 
@@ -217,3 +217,25 @@ def test_open_shard_holds_no_files_and_reads_after_a_pickle(tmp_path):
     assert set(os.listdir("/proc/self/fd")) == before
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(shard)).topk_ids(250, 520), first)
     np.testing.assert_array_equal(first, rows.topk_ids[250:520])
+
+
+def test_small_top_k_chunks_for_short_sequences(tmp_path):
+    """A store of short sequences takes small top-k inner chunks (fetches read < 2x their rows); the reader
+    accepts every allowed size, and zarr reads the same rows."""
+    import zarr
+
+    from vpmoe.teacher.array_file import TOPK_CHUNK_ROWS, topk_chunk_rows
+
+    assert [topk_chunk_rows(n) for n in (3, 31, 40, 100, 495, 5000)] == [16, 16, 32, 64, 256, 256]
+    rows = synthetic_rows(1100, 6, seed=9)
+    cuts = list(range(31, 1100, 31))
+    group, _ = write_shard(tmp_path, rows, cuts, topk_chunk_rows=16)
+    shard = _OpenShard(group)
+    assert shard.files["topk_id_codes"].rows == 16 and shard.files["positions"].rows == 1024
+    for a, b in ((0, 31), (310, 341), (1085, 1100)):
+        np.testing.assert_array_equal(shard.topk_ids(a, b), rows.topk_ids[a:b])
+        np.testing.assert_array_equal(shard.topk_logprobs(a, b), rows.topk_logprobs[a:b])
+    np.testing.assert_array_equal(zarr.open_array(str(group / "topk_id_codes"), mode="r").chunks, (16, 6))
+    with pytest.raises(StoreError, match="topk_chunk_rows 24"):
+        TeacherStore(tmp_path / "other", provenance(6, topk_chunk_rows=24))
+    assert 256 in TOPK_CHUNK_ROWS

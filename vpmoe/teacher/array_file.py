@@ -39,6 +39,8 @@ class ArrayLayout:
     cname: str = "zstd"
     clevel: int = 1
     rows: int | None = 256  # per inner chunk (capped at the array's length); None: one chunk, the whole array
+    # Other inner-chunk sizes a store may choose for this array (`topk_chunk_rows`); () = only `rows`.
+    rows_choices: tuple[int, ...] = ()
     # blosc block in bytes (0: blosc picks, 32 KiB here). 1 MiB = one block per 256-row top-k chunk (blosc
     # caps it at the chunk): one zstd frame per chunk, measured 0.5 bytes/position smaller for the id
     # codes and no slower; blocks of 8-16 KiB decoded 30-60% slower.
@@ -49,13 +51,28 @@ class ArrayLayout:
                 "typesize": np.dtype(self.dtype).itemsize}  # fmt: skip
 
 
+# A fetch reads every inner chunk its rows touch, about (n + rows - 1) / n of its own n rows: 256-row chunks
+# suit samples of hundreds of supervised positions (the user's ~2k-token sequences), but a dataset of short
+# ones (31 positions: 9x; benchmarks/results/loader_cpu.md) needs smaller chunks. Each store picks one size
+# for its top-k arrays from its dataset (`topk_chunk_rows`, recorded in `scoring_config`); all divide the
+# scalars' 1024 rows, so the writer's flushes stay whole chunks of every array.
+TOPK_CHUNK_ROWS = (16, 32, 64, 128, 256)
+
+
+def topk_chunk_rows(mean_positions_per_sequence: float) -> int:
+    """The top-k inner chunk size for a dataset: the largest of `TOPK_CHUNK_ROWS` not above its mean
+    supervised positions per sequence (so a fetch reads < 2x its rows, ~1 + rows / n), at least 16."""
+    fit = [r for r in TOPK_CHUNK_ROWS if r <= mean_positions_per_sequence]
+    return fit[-1] if fit else TOPK_CHUNK_ROWS[0]
+
+
 _SCALARS = {"shuffle": "shuffle", "cname": "lz4", "clevel": 9, "rows": 1024, "blocksize": 0}
 _WHOLE = {"shuffle": "shuffle", "rows": None, "blocksize": 0}
 LAYOUT = {
     "positions": ArrayLayout(dtype=np.int32, **_SCALARS),
-    "topk_id_codes": ArrayLayout(dtype=np.uint32),
+    "topk_id_codes": ArrayLayout(dtype=np.uint32, rows_choices=TOPK_CHUNK_ROWS),
     "id_order": ArrayLayout(dtype=np.uint32, **_WHOLE),
-    "topk_logprob_deltas": ArrayLayout(dtype=np.uint16, transpose=True),
+    "topk_logprob_deltas": ArrayLayout(dtype=np.uint16, transpose=True, rows_choices=TOPK_CHUNK_ROWS),
     "target_logprob": ArrayLayout(dtype=np.float32, **_SCALARS),
     "target_rank": ArrayLayout(dtype=np.uint32, **_SCALARS),
     "seq_offsets": ArrayLayout(dtype=np.int64, **_WHOLE),
@@ -144,7 +161,7 @@ class ArrayFile:
             == [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
             and sharding.get("index_location") == "end"
             and list(sharding["chunk_shape"][1:]) == list(shape[1:])
-            and rows == max(1, min(layout.rows or shape[0], shape[0]))
+            and rows in {max(1, min(r or shape[0], shape[0])) for r in (layout.rows, *layout.rows_choices)}
             and meta.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
             == [max(self.n_chunks, 1) * rows, *shape[1:]]  # one shard (file) covers the array
             and meta.get("data_type") == np.dtype(layout.dtype).name
@@ -156,7 +173,9 @@ class ArrayFile:
             raise StoreError(
                 f"{path}: not the layout TeacherStore writes for {self.name} ({np.dtype(layout.dtype).name}, "
                 f"one shard of {'transpose, ' if layout.transpose else ''}bytes/blosc {layout.cname} "
-                f"{layout.shuffle}/crc32c inner chunks of {layout.rows or 'all'} rows, index at the end, default keys)"
+                f"{layout.shuffle}/crc32c inner chunks of "
+                f"{'/'.join(map(str, layout.rows_choices)) if layout.rows_choices else layout.rows or 'all'} rows, "
+                "index at the end, default keys)"
             )
         self.shape = shape
         self.rows = rows  # per inner chunk

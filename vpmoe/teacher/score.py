@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vpmoe.data.prepared import PreparedDataset
+from vpmoe.teacher.array_file import topk_chunk_rows
 from vpmoe.teacher.convert import Validity, near_uniform, prompt_logprobs_to_rows
 from vpmoe.teacher.engine import TeacherConfig, TeacherError, VllmTeacher, teacher_identity
 from vpmoe.teacher.quarantine import check_fraction, corrupt_for_test, marker_quarantine, test_rejects
@@ -99,6 +100,10 @@ def score(
         "dtype": teacher.dtype,
         "max_model_len": teacher.max_model_len,
         "seed": teacher.seed,
+        # Store layout from the dataset: short sequences get small top-k chunks (array_file.py).
+        "topk_chunk_rows": topk_chunk_rows(
+            sum(ds.manifest.totals["supervised_tokens"].values()) / max(ds.manifest.totals["sequences"], 1)
+        ),
     }
     prov = StoreProvenance(
         dataset_manifest_hash=ds.manifest_hash,

@@ -49,6 +49,7 @@ from vpmoe.teacher.array_file import (  # noqa: F401 -- re-exported: the store's
     ARRAYS,
     LAYOUT,
     ROW_ARRAYS,
+    TOPK_CHUNK_ROWS,
     ArrayFile,
     ArrayLayout,
     StoreError,
@@ -159,6 +160,13 @@ class TeacherStore:
         self.remote = storage.is_remote(str(root))
         self.root = str(root).rstrip("/") if self.remote else Path(root)
         self.provenance = provenance
+        # The top-k arrays' inner chunk rows (array_file.topk_chunk_rows): the scorer derives it from the
+        # dataset and records it in scoring_config; stores without it use the layout's 256.
+        self.topk_rows = int(provenance.scoring_config.get("topk_chunk_rows", LAYOUT["topk_id_codes"].rows))
+        if self.topk_rows not in TOPK_CHUNK_ROWS:
+            raise StoreError(
+                f"scoring_config.topk_chunk_rows {self.topk_rows} is not one of {TOPK_CHUNK_ROWS}"
+            )
         if self.remote:
             import tempfile
 
@@ -288,7 +296,9 @@ class ShardWriter:
         """The array's zarr.json: inner chunks of the layout's rows (at most the array's), one shard (file)
         covering the array."""
         layout = LAYOUT[name]
-        rows = max(1, min(layout.rows or shape[0], shape[0]))
+        rows = max(
+            1, min((self.store.topk_rows if layout.rows_choices else layout.rows) or shape[0], shape[0])
+        )
         chunks = (rows, *shape[1:])
         shards = (max(1, -(-shape[0] // rows)) * rows, *shape[1:])
         self.group.create_array(

@@ -210,14 +210,20 @@ class TeacherStoreReader:
             self._open_shards[si] = shard
         else:
             self._open_shards.move_to_end(si)
-            self._cached_bytes -= shard.nbytes
         shard.load([a for f in fields for a in FIELD_ARRAYS[f]])
         if "topk_ids" in fields:
             shard.id_order  # noqa: B018 -- loaded now, so the cache counts it (it is most of an index)
-        self._cached_bytes += shard.nbytes
-        while self._cached_bytes > self.INDEX_CACHE_BYTES and len(self._open_shards) > 1:
-            self._cached_bytes -= self._open_shards.popitem(last=False)[1].nbytes
+        self._recount(shard)
         return shard
+
+    def _recount(self, shard: _OpenShard) -> None:
+        """Count the shard's current index memory (it grows as arrays and tables load), then evict the
+        least recently used shards while the budget is exceeded."""
+        now = shard.nbytes
+        self._cached_bytes += now - shard.counted
+        shard.counted = now
+        while self._cached_bytes > self.INDEX_CACHE_BYTES and len(self._open_shards) > 1:
+            self._cached_bytes -= self._open_shards.popitem(last=False)[1].counted
 
     def __len__(self) -> int:
         return sum(len(self._open(si, ()).offsets) - 1 for si in range(len(self.stems)))
@@ -238,6 +244,8 @@ class TeacherStoreReader:
             out["target_logprob"] = sh.read("target_logprob", a, b).astype(np.float32)
         if "target_rank" in fields:
             out["target_rank"] = sh.read("target_rank", a, b).astype(np.int64)
+        if sh.counted != sh.nbytes:  # e.g. the id table's unseen-id part, built by this fetch
+            self._recount(sh)
         return TeacherRows(**out)
 
     def fetch(self, sample_id: str) -> TeacherRows:
@@ -281,6 +289,7 @@ class _OpenShard:
         from vpmoe.utils import storage
 
         self.group = str(group)
+        self.counted = 0  # the bytes its reader's cache budget has counted for it
         self._sizes = sizes or {}
         self.files: dict[str, ArrayFile] = {}
         self._join = storage.join
