@@ -94,23 +94,9 @@ BUDGETS = {
 # query + reasoning + answer tokens; the system message, headers and stop tokens add ~60 more.
 MAX_TEXT_TOKENS = 940
 
-COLUMNS = (
-    "synth_id",
-    "language",
-    "exercise",
-    "model",
-    "query",
-    "query_seed_url",
-    "query_seed_text",
-    "additional_seed_url",
-    "seed_license",
-    "constraints",
-    "script",
-    "synthetic_reasoning",
-    "synthetic_answer",
-    "words",
-)
-SCHEMA = pa.schema([(c, pa.int64() if c == "words" else pa.string()) for c in COLUMNS])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_sample_data import COLUMNS, SCHEMA  # noqa: E402 -- the SYNTH schema, as the bundled sample has it
+
 MODEL = "real-text (no generator)"
 
 # KJV book abbreviations as `bible -f` prints them, in canonical order, with their names.
