@@ -199,7 +199,9 @@ def test_array_files_are_zarr_shards_and_bad_ones_are_refused(tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["codecs"][0]["configuration"]["chunk_shape"][0] = 100  # not one of the allowed sizes
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(StoreError, match=r"topk_id_codes: not the layout TeacherStore writes .* 16/32/64/128/256 rows"):
+    with pytest.raises(
+        StoreError, match=r"topk_id_codes: not the layout TeacherStore writes .* 16/32/64/128/256 rows"
+    ):
         _OpenShard(group)
 
 
