@@ -262,7 +262,8 @@ def test_corrupted_chunk_is_detected_on_read(tmp_path, small_dataset, scored_sto
     for name, where, match in (
         ("topk_logprob_deltas", 20, r"crc32c mismatch in inner chunk 0 "),
         ("topk_id_codes", -10, r"shard index crc32c mismatch"),
-        ("positions", None, r"shard index crc32c mismatch"),
+        # Cut short: the marker records the file's size, so the index read past the end is "truncated".
+        ("positions", None, r"truncated"),
     ):
         copy = tmp_path / name
         shutil.copytree(scored_store, copy)
