@@ -171,8 +171,7 @@ def bench_reader(dataset: Path, store: Path, fetches: int, passes: int = 5) -> d
         TeacherStoreReader.INDEX_CACHE_BYTES = cache
         reader = TeacherStoreReader(dataset, store)
         # Sequences stored per shard: the dataset shard's minus the quarantined (usually none).
-        shards_q = zip(reader.dataset.manifest.shards, reader.shard_quarantine, strict=True)
-        counts = np.array([e.sequences - len(q) for e, q in shards_q])
+        counts = np.array(reader.stored_sequences())
         rng = np.random.default_rng(0)
         reader.fetch_rows(0, 0)  # warm the imports outside the timing
         per_pass, n_total = [], 0

@@ -225,8 +225,13 @@ class TeacherStoreReader:
         while self._cached_bytes > self.INDEX_CACHE_BYTES and len(self._open_shards) > 1:
             self._cached_bytes -= self._open_shards.popitem(last=False)[1].counted
 
+    def stored_sequences(self) -> list[int]:
+        """Sequences per stored shard: the dataset shard's minus its quarantined ones (no I/O)."""
+        shards = zip(self.dataset.manifest.shards, self.shard_quarantine, strict=True)
+        return [e.sequences - len(q) for e, q in shards]
+
     def __len__(self) -> int:
-        return sum(len(self._open(si, ()).offsets) - 1 for si in range(len(self.stems)))
+        return sum(self.stored_sequences())
 
     def fetch_rows(self, shard: int, seq: int, fields: tuple[str, ...] = ALL_FIELDS) -> TeacherRows:
         """Rows of sequence `seq` of stored shard `shard` (the dataset shard's kept samples, in order);
