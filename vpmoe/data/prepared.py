@@ -112,8 +112,12 @@ class PreparedDataset:
         self._entry(name)
         url = self.url(name)
         try:
-            with storage.open_input(url) as f:
-                return pq.read_table(f, columns=columns)
+            # ParquetFile, not pq.read_table: read_table goes through pyarrow.dataset, whose fragment keeps
+            # the Python file object and may drop it on an Arrow pool thread during interpreter shutdown;
+            # that thread cannot take the GIL, unwinds and aborts the process (std::terminate, seen as
+            # rc -6 after a clean run). Here the reader is closed on this thread before returning.
+            with storage.open_input(url) as f, pq.ParquetFile(f) as pf:
+                return pf.read(columns=columns)
         except storage.StorageError as e:
             raise ManifestError(
                 f"{url}: shard listed in the manifest is missing or unreadable ({e})"
