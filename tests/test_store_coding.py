@@ -49,6 +49,22 @@ def test_id_order_counts_and_codes_every_id():
 
 
 @pytest.mark.parametrize(
+    "vocab, n", [(V, 55_000), (V, 3), (1000, 0), (1000, 999), (1000, 1000), (777, 500), (65, 1)]
+)
+def test_unseen_ids_match_enumeration_and_stay_small(vocab, n):
+    """Codes >= n decode through a bitmap rank/select; it must equal the plain enumeration of the ids not
+    in the table, and hold O(vocab / 8) bytes whatever n is (a reader caches one per shard)."""
+    order = IdOrder(np.random.default_rng(n).permutation(vocab)[:n], vocab)
+    unseen = np.setdiff1d(np.arange(vocab), order.order)
+    j = np.arange(len(unseen))
+    np.testing.assert_array_equal(order.unseen_ids(j), unseen)
+    np.testing.assert_array_equal(order.unseen_ids(j[::-1]), unseen[::-1])  # any order of queries
+    assert order.nbytes - order.order.nbytes <= vocab // 8 + 4 * (vocab // 64 + 1) + 16
+    codes = np.arange(vocab, dtype=np.uint32)
+    np.testing.assert_array_equal(order.encode(order.decode(codes, strict=True)), codes)
+
+
+@pytest.mark.parametrize(
     "table, message",
     [([3, 5, 3], "duplicate"), ([1, V], "outside"), ([[1, 2]], "1-d"), (np.array([0.5]), "integer")],
 )

@@ -58,6 +58,14 @@ ZARR_CODING_ATTRIBUTES = {
 
 # Positions counted for a shard's id order: 1M ids at k=64 (16k rows vs the whole shard: +0.7 B/pos).
 TABLE_ROWS = 16384
+_BLOCK = 64  # ids per block of the seen-id bitmap (IdOrder.unseen_ids)
+_BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
+_BYTE_POPCOUNT = _BYTE_BITS.sum(axis=1).astype(np.int64)  # set bits per byte value
+# _BYTE_ZERO_SELECT[v, r]: the bit position of the r-th zero bit of byte value v (8: none)
+_BYTE_ZERO_SELECT = np.full((256, 8), 8, np.int64)
+for _v in range(256):
+    _zeros = np.flatnonzero(_BYTE_BITS[_v] == 0)
+    _BYTE_ZERO_SELECT[_v, : len(_zeros)] = _zeros
 
 
 class IdOrderError(ValueError):
@@ -82,14 +90,20 @@ class IdOrder:
         self.order = order.astype(np.int32)  # ids < 2^31: the trainer's dtype, so a decode is one gather
         self.vocab = vocab
         # A reader caches one IdOrder per shard for the whole run (thousands of shards), so it keeps 4 bytes
-        # per id (`order`) and builds the unseen-id table only when a code >= n first occurs (rare).
-        self._unseen_below: np.ndarray | None = None
+        # per id (`order`) and, once a code >= n first occurs (rare), a bitmap of the seen ids with unseen
+        # counts per block (~28 KB at vocab 201088, whatever n is; an n-sized rank table doubled a
+        # shard's index in the loader benchmark).
+        self._seen_bits: np.ndarray | None = (
+            None  # uint8 [blocks, _BLOCK // 8], bit i (little-endian) of block b is id b * _BLOCK + i
+        )
+        self._unseen_before: np.ndarray | None = None  # int32 [blocks]: unseen ids below each block
         self._codes: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
         """Memory held for decoding (what a reader's cache budget counts)."""
-        return self.order.nbytes + (0 if self._unseen_below is None else self._unseen_below.nbytes)
+        extra = 0 if self._seen_bits is None else self._seen_bits.nbytes + self._unseen_before.nbytes
+        return self.order.nbytes + extra
 
     @classmethod
     def count(cls, topk_ids: np.ndarray, vocab: int) -> IdOrder:
@@ -98,22 +112,39 @@ class IdOrder:
         seen = np.flatnonzero(counts)
         return cls(seen[np.argsort(-counts[seen], kind="stable")], vocab)
 
+    def _seen_mask(self) -> np.ndarray:
+        """bool [blocks x _BLOCK]: ids in `order`, and the padding past the vocabulary (never unseen)."""
+        blocks = -(-self.vocab // _BLOCK)
+        seen = np.zeros(blocks * _BLOCK, bool)
+        seen[self.order] = True
+        seen[self.vocab :] = True
+        return seen
+
     def unseen_ids(self, j: np.ndarray) -> np.ndarray:
-        """The ids of codes n + j (j >= 0): the j-th ids in ascending order that are not in `order`."""
-        if self._unseen_below is None:
-            # _unseen_below[i] = how many ids not in `order` lie below the i-th smallest seen id
-            # (non-decreasing, < vocab: int32), so the j-th unseen id is j + (number of seen ids below it)
-            # = j + searchsorted(_unseen_below, j, "right").
-            seen = np.sort(self.order)
-            self._unseen_below = (seen - np.arange(len(seen), dtype=np.int32)).astype(np.int32)
-        j = np.asarray(j, np.int64)
-        return j + np.searchsorted(self._unseen_below, j, side="right")
+        """The ids of codes n + j (0 <= j < vocab - n): the j-th ids in ascending order that are not in
+        `order`. A rank/select over the seen-id bitmap: the per-block unseen counts give the block, byte
+        popcounts the byte, and a [byte value, rank] table the bit (a few vector ops per code)."""
+        if self._seen_bits is None:
+            seen = self._seen_mask().reshape(-1, _BLOCK)
+            self._seen_bits = np.packbits(seen, axis=1, bitorder="little")
+            unseen = _BLOCK - seen.sum(axis=1)
+            self._unseen_before = (np.cumsum(unseen) - unseen).astype(np.int32)
+        j = np.asarray(j, np.int64).ravel()
+        block = np.searchsorted(self._unseen_before, j, side="right") - 1
+        rank = j - self._unseen_before[block]  # among the block's unseen ids, 0-based
+        byte_values = self._seen_bits[block]  # [q, _BLOCK // 8]
+        unseen = 8 - _BYTE_POPCOUNT[byte_values]
+        through = np.cumsum(unseen, axis=1)
+        byte = np.argmax(through > rank[:, None], axis=1)
+        q = np.arange(len(j))
+        in_byte = rank - (through[q, byte] - unseen[q, byte])
+        bit = _BYTE_ZERO_SELECT[byte_values[q, byte], np.minimum(in_byte, 7)]
+        return block * _BLOCK + byte * 8 + bit
 
     def encode(self, topk_ids: np.ndarray) -> np.ndarray:
         """ids (in [0, vocab), checked by the scorer's validation) -> uint32 codes, same shape."""
         if self._codes is None:  # the writer's side: one vocab-sized table per shard
-            n = len(self.order)
-            ids = np.concatenate([self.order, self.unseen_ids(np.arange(self.vocab - n))])
+            ids = np.concatenate([self.order, np.flatnonzero(~self._seen_mask())])
             self._codes = np.empty(self.vocab, np.uint32)
             self._codes[ids] = np.arange(self.vocab, dtype=np.uint32)
         return self._codes[topk_ids]
