@@ -23,6 +23,7 @@ from vpmoe.train.data import (
     epoch_steps,
     eval_batches,
     split_step,
+    unpack_micro_batch,
 )
 
 START_ASSISTANT = 200006  # <|start|>
@@ -90,6 +91,8 @@ def test_data_config_rejects():
         DataConfig(global_batch_size=4, micro_batch_size=2).micro_batches_per_rank(4)
     with pytest.raises(ValueError, match="eval_fraction"):
         DataConfig(eval_fraction=1.0)
+    with pytest.raises(ValueError, match="index_cache_mib"):
+        DataConfig(index_cache_mib=0)
 
 
 # --- on the real tiny store -------------------------------------------------------------------------------
@@ -145,6 +148,21 @@ def test_batches_mask_shift_and_teacher_alignment(small_dataset, scored_store, i
         assert np.array_equal(hit, in_topk)
     assert int(b["tokens"]) == int(idx.lengths[samples].sum())
     assert int(b["padded_tokens"]) == ids.numel()
+
+
+def test_a_one_byte_index_cache_evicts_and_builds_the_same_batches(small_dataset, scored_store, index):
+    """`data.index_cache_mib` below what the shards need: every fetch from another shard rereads its index
+    (one shard stays cached), and the micro-batches are the same; the packed form a worker returns is two
+    tensors (the int32 fields and the fp16 log-probs) that unpack to the same dict."""
+    idx, k = index
+    samples = np.flatnonzero(idx.shard != idx.shard[0])[:2]
+    samples = np.concatenate([[0], samples, [1]])  # shard 0, other shard(s), back to shard 0
+    default = MicroBatchBuilder(small_dataset, scored_store, idx, k)
+    tiny = MicroBatchBuilder(small_dataset, scored_store, idx, k, index_cache_bytes=1)
+    packed = tiny.build_packed(samples)
+    assert sum(torch.is_tensor(v) for v in packed.values()) == 2
+    _same([[unpack_micro_batch(packed)]], [[default.build(samples)]])
+    assert len(tiny._reader._open_shards) == 1 and len(default._reader._open_shards) > 1
 
 
 def _take(loader, n):

@@ -18,7 +18,7 @@ layout is refused, never guessed at.
 
 What stays in memory: per shard touched, its index (`_OpenShard`: chunk bounds of the arrays read, the
 sequence offsets, the id code table), a few hundred KB at most, in an LRU bounded by
-`INDEX_CACHE_BYTES`; no open files. With the demo's and the benchmark's thousand shards every index
+`INDEX_CACHE_BYTES` (or `index_cache_bytes=`); no open files. With the demo's and the benchmark's thousand shards every index
 stays cached, so random fetches over all shards never reread one (docs/teacher_store.md, "Reading at
 scale").
 
@@ -138,8 +138,13 @@ class TeacherStoreReader:
     # the loader benchmark's shards (1,000 of ~16k positions) all fit.
     INDEX_CACHE_BYTES = 512 << 20
 
-    def __init__(self, dataset_dir: str | Path, store_root: str | Path) -> None:
+    def __init__(
+        self, dataset_dir: str | Path, store_root: str | Path, *, index_cache_bytes: int | None = None
+    ) -> None:
         from vpmoe.utils import storage
+
+        # the LRU budget for shard indexes (`data.index_cache_mib` in training)
+        self.index_cache_bytes = self.INDEX_CACHE_BYTES if index_cache_bytes is None else index_cache_bytes
 
         self.dataset = PreparedDataset(dataset_dir)
         # A store directory, or the scoring output root it lives under (resolved by manifest hash).
@@ -222,7 +227,7 @@ class TeacherStoreReader:
         now = shard.nbytes
         self._cached_bytes += now - shard.counted
         shard.counted = now
-        while self._cached_bytes > self.INDEX_CACHE_BYTES and len(self._open_shards) > 1:
+        while self._cached_bytes > self.index_cache_bytes and len(self._open_shards) > 1:
             self._cached_bytes -= self._open_shards.popitem(last=False)[1].counted
 
     def stored_sequences(self) -> list[int]:

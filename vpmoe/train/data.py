@@ -45,6 +45,9 @@ class DataConfig:
     num_workers: int = 2  # spawned DataLoader workers (0 = in-process, for debugging)
     prefetch_factor: int = 4
     seed: int = 1234
+    # Per process (the trainer and each worker): cached teacher-store shard indexes, mostly id-code tables
+    # of up to ~0.8 MB per shard. Below what the shards need, a fetch from an evicted shard rereads its index.
+    index_cache_mib: int = 512
 
     def __post_init__(self) -> None:
         if self.global_batch_size < 1 or self.micro_batch_size < 1:
@@ -55,6 +58,8 @@ class DataConfig:
             )
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ValueError(f"data.eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.index_cache_mib < 1:
+            raise ValueError(f"data.index_cache_mib must be >= 1, got {self.index_cache_mib}")
         if self.bucket_steps < 1 or self.num_workers < 0 or self.prefetch_factor < 1:
             raise ValueError("data.bucket_steps >= 1, data.num_workers >= 0, data.prefetch_factor >= 1")
 
@@ -169,26 +174,46 @@ class MicroBatchBuilder:
     """Builds padded micro-batch tensors from sample indices. Picklable; opens the reader lazily per
     process. Per sample: one ranged read of its token record, one per teacher array the loss needs."""
 
-    def __init__(self, dataset_dir: str | Path, store_dir: str | Path, index: SampleIndex, k: int) -> None:
+    def __init__(
+        self,
+        dataset_dir: str | Path,
+        store_dir: str | Path,
+        index: SampleIndex,
+        k: int,
+        *,
+        index_cache_bytes: int | None = None,
+    ) -> None:
         self.dataset_dir, self.store_dir, self.index, self.k = str(dataset_dir), str(store_dir), index, k
+        self.index_cache_bytes = index_cache_bytes  # the reader's shard-index budget (None: its default)
         self._reader: TeacherStoreReader | None = None
 
     def __getstate__(self):
         return {**self.__dict__, "_reader": None}
 
     def build(self, samples: np.ndarray) -> dict[str, torch.Tensor]:
+        """The micro-batch of these samples as the trainer reads it (`unpack_micro_batch`)."""
+        return unpack_micro_batch(self.build_packed(samples))
+
+    def build_packed(self, samples: np.ndarray) -> dict:
+        """The micro-batch in two tensors: what a loader worker returns. Every tensor a worker returns is
+        a shared-memory segment whose descriptor crosses a socket (~0.2 ms of CPU on each side per tensor,
+        measured in benchmarks/bench_loader.py), so the fields travel as one int32 buffer (`PACKED_INTS`
+        segments, each contiguous) and one fp16 buffer (the teacher's log-probs), and the token counts as
+        plain ints."""
         if self._reader is None:
-            self._reader = TeacherStoreReader(self.dataset_dir, self.store_dir)
-        ix, reader = self.index, self._reader
+            self._reader = TeacherStoreReader(
+                self.dataset_dir, self.store_dir, index_cache_bytes=self.index_cache_bytes
+            )
+        ix, reader, k = self.index, self._reader, self.k
         b = len(samples)
         s = int(ix.lengths[samples].max())
-        input_ids = np.zeros((b, s), np.int64)
-        labels = np.full((b, s), IGNORE_INDEX, np.int64)
-        spans = np.full((b, s), -1, np.int8)
+        ints = np.zeros(b * s * (k + 3) + b, np.int32)
         # The teacher's top-k as stored (int32 ids, fp16 log-probs: exact); the loss widens them on the
         # device (vpmoe/train/loss.py), which halves this, the largest tensor's, host-to-device bytes.
-        t_ids = np.zeros((b, s, self.k), np.int32)
-        t_lps = np.zeros((b, s, self.k), np.float16)
+        t_ids, input_ids, labels, spans, lengths = _packed_views(ints, b, s, k)
+        labels[:] = IGNORE_INDEX
+        spans[:] = -1
+        t_lps = np.zeros((b, s, k), np.float16)
         for r, i in enumerate(samples):
             si, n = int(ix.shard[i]), int(ix.lengths[i])
             ids, tok_spans, lab = read_sequence(
@@ -205,19 +230,55 @@ class MicroBatchBuilder:
                 )
             t_ids[r, pos] = rows.topk_ids
             t_lps[r, pos] = rows.topk_logprobs
-        real = int(ix.lengths[samples].sum())
+        lengths[:] = ix.lengths[samples]
         return {
-            "input_ids": torch.from_numpy(input_ids),
-            "labels": torch.from_numpy(labels),
-            "position_spans": torch.from_numpy(spans),
-            "teacher_ids": torch.from_numpy(t_ids),
+            "ints": torch.from_numpy(ints),
             "teacher_logprobs": torch.from_numpy(t_lps),
-            "lengths": torch.from_numpy(ix.lengths[samples].astype(np.int64)),
-            # Plain ints: every tensor a worker returns is a shared-memory segment whose descriptor crosses
-            # a socket (~0.2 ms of CPU on each side per tensor, measured in benchmarks/bench_loader.py).
-            "tokens": real,
+            "shape": (b, s, k),
+            "tokens": int(ix.lengths[samples].sum()),
             "padded_tokens": b * s,
         }
+
+
+# The int32 buffer of a packed micro-batch ([b, s] sequences x positions, k teacher ids per position): these
+# fields in this order, each one contiguous segment.
+PACKED_INTS = (
+    "teacher_ids [b, s, k]",
+    "input_ids [b, s]",
+    "labels [b, s]",
+    "position_spans [b, s]",
+    "lengths [b]",
+)
+
+
+def _packed_views(ints: np.ndarray | torch.Tensor, b: int, s: int, k: int):
+    """Views of the `PACKED_INTS` segments of `ints` (numpy or torch; nothing copied)."""
+    bs = b * s
+    ends = np.cumsum([bs * k, bs, bs, bs, b])
+    if len(ints) != ends[-1]:
+        raise ValueError(
+            f"packed micro-batch of {len(ints)} ints, expected {ends[-1]} for [b={b}, s={s}, k={k}]"
+        )
+    t_ids, input_ids, labels, spans, lengths = (ints[a:e] for a, e in zip([0, *ends[:-1]], ends, strict=True))
+    return t_ids.reshape(b, s, k), input_ids.reshape(b, s), labels.reshape(b, s), spans.reshape(b, s), lengths
+
+
+def unpack_micro_batch(packed: dict) -> dict[str, torch.Tensor]:
+    """A packed micro-batch (`MicroBatchBuilder.build_packed`) as the trainer's dict: the teacher ids and
+    log-probs as views (pinned if the packed buffers are), token ids, labels and lengths as int64 and the
+    spans as int8 (small copies, a k-th of the teacher's bytes)."""
+    b, s, k = packed["shape"]
+    t_ids, input_ids, labels, spans, lengths = _packed_views(packed["ints"], b, s, k)
+    return {
+        "input_ids": input_ids.long(),
+        "labels": labels.long(),
+        "position_spans": spans.to(torch.int8),
+        "teacher_ids": t_ids,
+        "teacher_logprobs": packed["teacher_logprobs"],
+        "lengths": lengths.long(),
+        "tokens": packed["tokens"],
+        "padded_tokens": packed["padded_tokens"],
+    }
 
 
 def pad_batch(batch: dict[str, torch.Tensor], b: int, s: int) -> dict[str, torch.Tensor]:
@@ -274,7 +335,7 @@ class _PlanDataset(torch.utils.data.Dataset):
         if self._plan is None or self._plan[0] != epoch:  # each worker caches the current epoch's plan
             self._plan = (epoch, epoch_steps(self.builder.index, self.cfg, epoch))
         micro = split_step(self.builder.index, self._plan[1][step], self.cfg, self.dp, self.rank)
-        return self.builder.build(micro[j])
+        return self.builder.build_packed(micro[j])  # unpacked by TrainLoader in the trainer's process
 
 
 class TrainLoader:
@@ -332,7 +393,7 @@ class TrainLoader:
         )
         self._it = iter(loader)
         while True:
-            batch = [next(self._it) for _ in range(self.m)]
+            batch = [unpack_micro_batch(next(self._it)) for _ in range(self.m)]
             self.step += 1
             if self.step == self.n_steps:
                 self.epoch, self.step = self.epoch + 1, 0

@@ -159,7 +159,10 @@ def evaluate_checkpoint(
     loss_cfg = LossConfig(**config["loss"])
     if dev.type == "cpu" and loss_cfg.impl == "triton":
         loss_cfg.impl = "torch"  # the same maths (kernels/sparse_kl_head.py); triton needs CUDA
-    reader = TeacherStoreReader(dataset, store)  # refuses a store of another dataset, or an incomplete one
+    cache = data_cfg.index_cache_mib << 20
+    reader = TeacherStoreReader(
+        dataset, store, index_cache_bytes=cache
+    )  # refuses a store of another dataset, or an incomplete one
     index = SampleIndex.build(reader, data_cfg.eval_fraction)
     if reader.dataset.manifest_hash != prov["dataset"]["manifest_hash"]:
         import logging
@@ -173,7 +176,7 @@ def evaluate_checkpoint(
     try:
         model = build_student(model_cfg, device=dev, seed=0)
         load_model_and_optimizer(ckpt, model, None)
-        builder = MicroBatchBuilder(dataset, reader.root, index, reader.k)
+        builder = MicroBatchBuilder(dataset, reader.root, index, reader.k, index_cache_bytes=cache)
         micro = rank_eval_batches(eval_batches(index, data_cfg), dp=1, rank=0)
         metrics = evaluate(model, builder, micro, loss_cfg, device=dev)
     finally:

@@ -144,7 +144,7 @@ def _seed_everything(seed: int, rank: int) -> None:
 
 def open_data(spec: RunSpec) -> tuple[TeacherStoreReader, SampleIndex]:
     """Pair the dataset with its teacher store (refusing a mismatch or an incomplete store) and index it."""
-    reader = TeacherStoreReader(spec.dataset, spec.store)
+    reader = TeacherStoreReader(spec.dataset, spec.store, index_cache_bytes=spec.data.index_cache_mib << 20)
     index = SampleIndex.build(reader, spec.data.eval_fraction)
     longest = int(index.lengths.max())
     if longest > spec.model.max_seq_len:
@@ -193,7 +193,13 @@ class Trainer:
             self.metrics = MetricsLog(
                 self.run_dir / "metrics.jsonl", resume_step=self.step, tensorboard=spec.train.tensorboard
             )
-        builder = MicroBatchBuilder(spec.dataset, self.reader.root, self.index, self.reader.k)
+        builder = MicroBatchBuilder(
+            spec.dataset,
+            self.reader.root,
+            self.index,
+            self.reader.k,
+            index_cache_bytes=self.reader.index_cache_bytes,
+        )
         self.loader = TrainLoader(
             builder,
             spec.data,
@@ -202,7 +208,13 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             **loader_pos,
         )
-        self.eval_builder = MicroBatchBuilder(spec.dataset, self.reader.root, self.index, self.reader.k)
+        self.eval_builder = MicroBatchBuilder(
+            spec.dataset,
+            self.reader.root,
+            self.index,
+            self.reader.k,
+            index_cache_bytes=self.reader.index_cache_bytes,
+        )
         self.eval_micro = rank_eval_batches(
             eval_batches(self.index, spec.data), dp=self.dp, rank=self.dp_rank
         )
@@ -397,10 +409,13 @@ def step_gradients(ddp, opt, micro: list[dict], cfg: LossConfig, *, dp: int, dp_
     aux = run_micro_batches(ddp, micro, loss_fn, device=device)
     # DDP's reduction, then the tensor-parallel sum of sequence-parallel parameters' gradients (norms, routers)
     finalize_model_grads([ddp])
-    # Non-finite gradients anywhere (any rank, any buffer) -> flag, reduced with MAX over the world.
-    bad = torch.zeros(1, dtype=torch.float64, device=device)
-    for buf in [*ddp.buffers, *ddp.expert_parallel_buffers]:
-        bad += (~torch.isfinite(buf.grad_data)).any().to(torch.float64)
+    # Non-finite gradients anywhere (any rank, any buffer) -> flag, reduced with MAX over the world. A sum
+    # is non-finite exactly when an element is (NaN and +-inf propagate; +inf + -inf is NaN), short of
+    # finite gradients summing past 3.4e38, which the grad norm could not survive either. One read of each
+    # fp32 buffer: `isfinite(...).any()` wrote and re-read a bool copy of every buffer (4.1 ms per step for
+    # `small` on an H200, benchmarks/results/train_small_h200.md).
+    sums_of_grads = torch.stack([buf.grad_data.sum() for buf in [*ddp.buffers, *ddp.expert_parallel_buffers]])
+    bad = (~torch.isfinite(sums_of_grads.sum())).to(torch.float64).reshape(1)
     # The step's figures and its real/padded token counts (host ints: no device read) in one all-reduce.
     tokens = [
         float(sum(int(mb["tokens"]) for mb in micro)),
