@@ -264,15 +264,16 @@ def _packed_views(ints: np.ndarray | torch.Tensor, b: int, s: int, k: int):
 
 
 def unpack_micro_batch(packed: dict) -> dict[str, torch.Tensor]:
-    """A packed micro-batch (`MicroBatchBuilder.build_packed`) as the trainer's dict: the teacher ids and
-    log-probs as views (pinned if the packed buffers are), token ids, labels and lengths as int64 and the
-    spans as int8 (small copies, a k-th of the teacher's bytes)."""
+    """A packed micro-batch (`MicroBatchBuilder.build_packed`) as the trainer's dict of int32 views (and
+    the fp16 log-probs): nothing is copied, so a batch the loader pinned stays page-locked for its
+    asynchronous host-to-device copies. Token ids and labels are widened on the device where an int64 index
+    is needed (vpmoe/train/schedule.py, vpmoe/train/loss.py)."""
     b, s, k = packed["shape"]
     t_ids, input_ids, labels, spans, lengths = _packed_views(packed["ints"], b, s, k)
     return {
-        "input_ids": input_ids.long(),
-        "labels": labels.long(),
-        "position_spans": spans.to(torch.int8),
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_spans": spans,
         "teacher_ids": t_ids,
         "teacher_logprobs": packed["teacher_logprobs"],
         "lengths": lengths.long(),

@@ -116,7 +116,7 @@ def head_loss(
         head.weight,
         flat(teacher_ids).long(),  # batched as int32 / fp16 (exact; vpmoe/train/data.py), widened here
         flat(teacher_logprobs).float(),
-        flat(labels),
+        flat(labels).long(),  # int32 from the loader (vpmoe/train/data.py)
         flat(weights_tok),
         supervised_rows=rows,
         impl=cfg.impl,

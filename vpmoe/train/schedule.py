@@ -59,7 +59,9 @@ def run_micro_batches(
             last = j == len(micro) - 1
             sync = contextlib.nullcontext() if forward_only or last else ddp.no_sync()
             with sync:
-                out = forward_student(ddp, mb["input_ids"].to(device), padding_mask=padding_mask(mb, device))
+                out = forward_student(
+                    ddp, mb["input_ids"].to(device).long(), padding_mask=padding_mask(mb, device)
+                )
                 loss = loss_fn(mb, out.head)
                 if not forward_only:
                     loss.backward()
@@ -81,7 +83,7 @@ def run_micro_batches(
     def forward_step(data_iterator, model):
         nonlocal aux
         mb = next(data_iterator)
-        out = forward_student(model, mb["input_ids"].to(device), padding_mask=padding_mask(mb, device))
+        out = forward_student(model, mb["input_ids"].to(device).long(), padding_mask=padding_mask(mb, device))
         aux += out.aux_loss_weighted.to(torch.float64)
         return out.head, lambda head: (loss_fn(mb, head) * m, {})
 
