@@ -71,7 +71,10 @@ def evaluate(
     dp_group=None,
 ) -> dict:
     """Evaluate on this rank's held-out micro-batches (`micro`: (sample indices, real) pairs from
-    `rank_eval_batches`; real=False is a padding pass that keeps collectives aligned). Collective."""
+    `rank_eval_batches`; real=False is a padding pass that keeps collectives aligned). Collective.
+    The KL is to the stored teacher's whole top-k with the bucket (`LossConfig.measured`), whatever the run
+    trained on, so runs of different `loss.teacher_k`, `loss.tail` or `loss.target` compare."""
+    loss_cfg = loss_cfg.measured()
     was_training = model.training
     model.eval()
     try:

@@ -13,7 +13,7 @@ part times the data-parallel size (`backward_scale`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -22,6 +22,7 @@ from vpmoe.data.harmony_render import IGNORE_INDEX, Span
 
 IMPLS = ("triton", "torch")
 TAILS = ("bucket", "renorm")
+TARGETS = ("teacher", "labels")
 
 
 @dataclass(kw_only=True)
@@ -41,6 +42,10 @@ class LossConfig:
     temperature: float = 1.0
     tail: str = "bucket"  # bucket (default, unbiased) | renorm (renormalized top-k; biased, for ablations)
     impl: str = "triton"  # triton (GPU) | torch (the reference; CPU)
+    # Ablations (benchmarks/quality/): train on the first `teacher_k` of the stored top-k (0: all of it),
+    # or on the labels instead of the teacher (target=labels: a one-hot teacher, so KL = CE, no teacher).
+    teacher_k: int = 0
+    target: str = "teacher"
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, dict):
@@ -53,6 +58,19 @@ class LossConfig:
             raise ValueError("loss.temperature must be > 0")
         if self.ce_weight < 0:
             raise ValueError("loss.ce_weight must be >= 0")
+        if self.teacher_k < 0:
+            raise ValueError(f"loss.teacher_k must be >= 0 (0: the store's k), got {self.teacher_k}")
+        if self.target not in TARGETS:
+            raise ValueError(f"loss.target must be one of {TARGETS}, got {self.target!r}")
+
+    def check_store_k(self, k: int) -> None:
+        if self.teacher_k > k:
+            raise ValueError(f"loss.teacher_k={self.teacher_k} > the teacher store's k={k}")
+
+    def measured(self) -> LossConfig:
+        """What held-out evaluation computes, whatever the training ablation: KL to the stored teacher's
+        whole top-k with the bucket, so every run's eval KL measures the same thing."""
+        return replace(self, teacher_k=0, target="teacher", tail="bucket")
 
 
 LOSS_SPAN_IDS = (int(Span.REASONING), int(Span.FINAL))
@@ -111,12 +129,25 @@ def head_loss(
     rows = None
     if labels.device.type == "cpu":
         rows = _to_device(torch.nonzero(seq_first(labels) != IGNORE_INDEX).squeeze(1), dev)
+    labels = flat(labels).long()  # int32 from the loader (vpmoe/train/data.py)
+    if cfg.target == "labels":
+        # A one-hot teacher on the next token (log-prob 0; ignored rows' id 0 is never read): KL = CE.
+        ids = labels.clamp_min(0).unsqueeze(1)
+        lps = torch.zeros(ids.shape, dtype=torch.float32, device=dev)
+    else:
+        # batched as int32 / fp16 (exact; vpmoe/train/data.py), widened here; stored descending, so the
+        # first teacher_k columns are the top teacher_k
+        k = cfg.teacher_k or teacher_ids.shape[-1]
+        if k > teacher_ids.shape[-1]:
+            raise ValueError(f"loss.teacher_k={k} > the batch's teacher k={teacher_ids.shape[-1]}")
+        ids = flat(teacher_ids)[:, :k].long()
+        lps = flat(teacher_logprobs)[:, :k].float()
     return sparse_kl(
         head.hidden.reshape(s * b, h),
         head.weight,
-        flat(teacher_ids).long(),  # batched as int32 / fp16 (exact; vpmoe/train/data.py), widened here
-        flat(teacher_logprobs).float(),
-        flat(labels).long(),  # int32 from the loader (vpmoe/train/data.py)
+        ids,
+        lps,
+        labels,
         flat(weights_tok),
         supervised_rows=rows,
         impl=cfg.impl,
