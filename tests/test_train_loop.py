@@ -184,14 +184,15 @@ def test_non_finite_step_stops_the_run_before_the_update(tmp_path, small_dataset
     from vpmoe.train import data
     from vpmoe.train.trainer import NonFiniteError
 
-    build = data.MicroBatchBuilder.build
+    unpack = data.unpack_micro_batch
 
-    def poisoned(self, samples):
-        batch = build(self, samples)
+    def poisoned(packed):
+        batch = unpack(packed)
         batch["teacher_logprobs"][batch["labels"] != -100] = float("nan")
         return batch
 
-    monkeypatch.setattr(data.MicroBatchBuilder, "build", poisoned)  # num_workers=0: built in-process
+    # TrainLoader unpacks every training micro-batch through this module-level function, in this process.
+    monkeypatch.setattr(data, "unpack_micro_batch", poisoned)
     # The loss head rejects non-finite teacher log-probs itself (tests/test_sparse_kl.py); switch that
     # off here so the NaN reaches the gradients and the trainer's own guard is what is tested.
     import kernels.sparse_kl_head as head

@@ -213,6 +213,11 @@ def load_model_and_optimizer(ckpt: str | Path, model, opt) -> None:
     loaded = dist_checkpointing.load(_sharded_state(model, opt, is_loading=True), str(ckpt))
     model.load_state_dict(loaded["model"])
     opt.load_state_dict(loaded["optimizer"])
+    # The loaded param groups carry the flags they were saved with (a checkpoint from before the fused
+    # AdamW would switch it back to torch's foreach path): fused again, its `step` states on the device.
+    from vpmoe.train.optim import use_fused_adamw
+
+    use_fused_adamw(opt)
 
 
 def restore_rng(ckpt: str | Path) -> bool:

@@ -64,6 +64,8 @@ def build_ddp_and_optimizer(model, cfg: OptimConfig, *, device: torch.device):
     DDP reduces gradients in fp32 (`grad_reduce_in_fp32`) and averages them over the data-parallel group:
     the trainer scales its loss by the data-parallel size to turn that average into the step's sum
     (vpmoe/train/loss.py). No overlap of the reduce with backward on CPU (CUDA streams).
+    Without Transformer Engine / Apex, megatron's Adam is torch's AdamW: made fused here (`use_fused_adamw`),
+    and its grad-norm / clip helpers are replaced by torch's foreach ops (`use_foreach_clip_helpers`).
     """
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
@@ -99,7 +101,87 @@ def build_ddp_and_optimizer(model, cfg: OptimConfig, *, device: torch.device):
         ),
         [ddp],
     )
+    use_fused_adamw(opt)
+    use_foreach_clip_helpers()
     return ddp, opt
+
+
+def _inner_optimizers(opt) -> list:
+    """The torch optimizers inside megatron's wrapper(s) (a ChainedOptimizer holds one per param kind)."""
+    return [o.optimizer for o in getattr(opt, "chained_optimizers", [opt]) if o.optimizer is not None]
+
+
+def use_fused_adamw(opt) -> None:
+    """Switch torch AdamW inside megatron's optimizer to its fused kernel (one pass over params, grads and
+    both moments per step). Idempotent; call again after loading optimizer state (a checkpoint's param
+    groups carry the flags they were saved with).
+
+    Why: without Transformer Engine or Apex, megatron-core 0.19.2 builds `torch.optim.AdamW` without `fused`
+    (optimizer/__init__.py, USING_PYTORCH_OPTIMIZER), so torch picks its foreach path: several passes over
+    the fp32 state, 18.3 ms per step for `small` on an H200 (benchmarks/results/train_small_h200.md).
+    torch's fused AdamW runs on CUDA and CPU (torch >= 2.4) with the same update rule; where a parameter's
+    device or dtype is unsupported, torch's own check raises in the first step (no silent fallback).
+    TE's / Apex's FusedAdam (not a torch.optim.AdamW) is left as it is.
+    """
+    for inner in _inner_optimizers(opt):
+        if type(inner) is not torch.optim.AdamW:
+            continue
+        inner.defaults.update(fused=True, foreach=False)
+        for group in inner.param_groups:
+            group.update(fused=True, foreach=False)
+            for p in group["params"]:
+                state = inner.state.get(p, {})
+                step = state.get("step")
+                # Fused AdamW keeps `step` as a float32 tensor on the parameter's device; the foreach path
+                # (and megatron's distributed-optimizer load, one shared CPU tensor) keep it on the CPU.
+                if step is not None and (step.device != p.device or step.dtype != torch.float32):
+                    state["step"] = step.detach().to(device=p.device, dtype=torch.float32, copy=True)
+
+
+def _foreach_l2_norm(chunk_size, noop_flag, tensor_lists, per_tensor, *args):
+    """Drop-in for megatron's `local_multi_tensor_l2_norm` (utils.py): the same [1] fp32 norm, from one
+    `torch._foreach_norm` instead of a `torch.norm` per tensor each read back to the host (one device sync
+    per parameter) and a `device="cuda"` literal."""
+    (tensors,) = tensor_lists
+    norms = torch._foreach_norm(tensors)
+    return torch.linalg.vector_norm(torch.stack(norms)).reshape(1).float(), None
+
+
+def _foreach_scale(chunk_size, noop_flag, tensor_lists, scale):
+    """Drop-in for megatron's `local_multi_tensor_scale`: dst = src * scale as one foreach op instead of a
+    multiply and a copy per tensor. In place when src is dst (the grad clip); a plain (casting) copy when
+    scale is 1 (the bf16 optimizer's fp32 main params -> bf16 model params, every step)."""
+    src, dst = tensor_lists
+    if all(a is b for a, b in zip(src, dst, strict=True)):
+        torch._foreach_mul_(dst, scale)
+    elif scale == 1.0:
+        torch._foreach_copy_(dst, src)
+    else:
+        torch._foreach_copy_(dst, torch._foreach_mul(src, scale))
+
+
+def use_foreach_clip_helpers() -> None:
+    """Replace megatron's per-tensor fallbacks (used without Transformer Engine / Apex) for the grad norm,
+    the clip and the bf16 optimizer's main -> model param copy with the foreach versions above. Applied
+    only where megatron fell back to its local helpers (it warns "Falling back to local implementations");
+    raises if megatron's names moved, so an upgrade cannot leave the slow path in place unnoticed."""
+    from megatron.core import utils as mutils
+    from megatron.core.optimizer import clip_grads
+    from megatron.core.optimizer import optimizer as moptimizer
+
+    names = {
+        clip_grads: ("l2_norm_impl", "multi_tensor_scale_impl"),
+        moptimizer: ("multi_tensor_scale_impl",),
+    }
+    for module, attrs in names.items():
+        for name in (*attrs, "multi_tensor_applier"):
+            if not hasattr(module, name):
+                raise RuntimeError(f"{module.__name__}.{name} is gone: revisit use_foreach_clip_helpers")
+    if clip_grads.multi_tensor_applier is mutils.local_multi_tensor_applier:
+        clip_grads.l2_norm_impl = _foreach_l2_norm
+        clip_grads.multi_tensor_scale_impl = _foreach_scale
+    if moptimizer.multi_tensor_applier is mutils.local_multi_tensor_applier:
+        moptimizer.multi_tensor_scale_impl = _foreach_scale
 
 
 def set_lr(opt, lr: float) -> None:
