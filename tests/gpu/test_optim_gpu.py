@@ -91,12 +91,13 @@ def test_fused_adamw_and_foreach_clip_equal_megatrons_fallback(monkeypatch, dist
         teardown_parallel()
 
 
-def test_checkpoint_round_trip_keeps_fused_adamw(tmp_path, monkeypatch):
+@pytest.mark.parametrize("distributed", [False, True], ids=["bf16_optimizer", "distributed_optimizer"])
+def test_checkpoint_round_trip_keeps_fused_adamw(tmp_path, monkeypatch, distributed):
     """Saved on megatron's foreach path (a checkpoint from before the fused AdamW), resumed fused: the
     resumed step equals the uninterrupted one and runs the fused kernel with its step states on the GPU.
-    The one-GPU config's optimizer (optim.distributed=false, megatron's bf16 optimizer): saving the
-    distributed optimizer through dist_checkpointing fails in megatron-core 0.19.2 on this path
-    ("ShardedTensor.flattened_range is not supported"), with or without this change."""
+    Both optimizers: the distributed one is saved in its canonical form (checkpoint.py
+    DISTRIBUTED_OPTIMIZER_FORMAT); megatron's default form failed to save in megatron-core 0.19.2
+    ("ShardedTensor.flattened_range is not supported")."""
     from vpmoe.train.checkpoint import load_model_and_optimizer, save_checkpoint
     from vpmoe.train.optim import _inner_optimizers
 
@@ -104,14 +105,14 @@ def test_checkpoint_round_trip_keeps_fused_adamw(tmp_path, monkeypatch):
     try:
         ids, labels = (t.to(device) for t in batch(2, 64))
         with monkeypatch.context() as m:
-            model, ddp, opt = _build(device, False)
+            model, ddp, opt = _build(device, distributed)
             _megatron_fallback(opt, m)
             for _ in range(2):
                 train_step(ddp, opt, ids, labels)
             path = save_checkpoint(tmp_path, 2, model, opt, meta={}, keep_last=1)
             norm_a = train_step(ddp, opt, ids, labels)[1]
             uninterrupted = {n: p.detach().float().clone() for n, p in model.named_parameters()}
-        model, ddp, opt = _build(device, False)
+        model, ddp, opt = _build(device, distributed)
         load_model_and_optimizer(path, model, opt)
         _fused_everywhere(opt)
         steps = {float(s["step"]) for o in _inner_optimizers(opt) for s in o.state.values()}

@@ -20,6 +20,7 @@ shows a live writer (another run sharing the run_dir), which is an error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -135,9 +136,54 @@ def set_rng_state(state: dict) -> None:
 # --- save / load ------------------------------------------------------------------------------------------
 
 
+# megatron's distributed optimizer state in its canonical per-parameter form (gathered on data-parallel rank 0
+# at save): the default, 'fully_sharded_model_space', writes flattened ShardedTensors that megatron-core 0.19.2's
+# own dist_checkpointing refuses ("ShardedTensor.flattened_range is not supported", seen on the H200), and
+# 'dp_reshardable' (Megatron-LM's default) reshards only over data parallelism. The canonical form resumes
+# under any layout, like the non-distributed optimizer's state, at the cost of the gather.
+DISTRIBUTED_OPTIMIZER_FORMAT = {"distrib_optim_sharding_type": "fully_reshardable"}
+
+
+def _distributed_optimizers(opt) -> list:
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    return [o for o in getattr(opt, "chained_optimizers", [opt]) if isinstance(o, DistributedOptimizer)]
+
+
+@contextlib.contextmanager
+def _torch_adamw_step_kept():
+    """Work around megatron-core 0.19.2 loading a distributed optimizer over torch's AdamW (no TE / Apex):
+    `load_state_dict` first gives every parameter's state a `step` tensor (from the param groups), then
+    `_set_main_param_and_optimizer_states` copies each tensor of the state from the checkpoint's, which
+    has no `step` (megatron saves it in the param groups): KeyError 'step' (seen on the H200). The step is
+    already loaded, so it is marked as nothing to copy (megatron skips non-tensor entries)."""
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    original = DistributedOptimizer._set_main_param_and_optimizer_states
+
+    def keep_step(self, model_param, tensors):
+        return original(self, model_param, {"step": None, **tensors})
+
+    DistributedOptimizer._set_main_param_and_optimizer_states = keep_step
+    try:
+        yield
+    finally:
+        DistributedOptimizer._set_main_param_and_optimizer_states = original
+
+
 def _sharded_state(model, opt, *, is_loading: bool) -> dict:
     sharded = {"model": model.sharded_state_dict()}
-    sharded["optimizer"] = opt.sharded_state_dict(sharded, is_loading=is_loading)
+    dist_opts = _distributed_optimizers(opt)
+    if is_loading:
+        for o in dist_opts:
+            if o.optimizer is not None and not o.optimizer.state:
+                # A fresh optimizer has no state, and megatron's loading path reads its `step` first
+                # (DistributedOptimizer.state_dict asserts one step value without TE/Apex). One step on zero
+                # grads creates every state in place, as megatron does for its FSDP format; the load below
+                # overwrites all of it (moments, step and the fp32 main params).
+                o._init_optimizer_states_with_dummy_values()
+    kw = {"metadata": DISTRIBUTED_OPTIMIZER_FORMAT} if dist_opts else {}
+    sharded["optimizer"] = opt.sharded_state_dict(sharded, is_loading=is_loading, **kw)
     return sharded
 
 
@@ -212,7 +258,8 @@ def load_model_and_optimizer(ckpt: str | Path, model, opt) -> None:
         return
     loaded = dist_checkpointing.load(_sharded_state(model, opt, is_loading=True), str(ckpt))
     model.load_state_dict(loaded["model"])
-    opt.load_state_dict(loaded["optimizer"])
+    with _torch_adamw_step_kept():
+        opt.load_state_dict(loaded["optimizer"])
     # The loaded param groups carry the flags they were saved with (a checkpoint from before the fused
     # AdamW would switch it back to torch's foreach path): fused again, its `step` states on the device.
     from vpmoe.train.optim import use_fused_adamw

@@ -72,9 +72,11 @@ class StorageConfig:
             os.environ["AWS_ENDPOINT_URL_S3"] = self.endpoint_url
         if self.region is not None:
             os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = self.region
-        import s3fs
-
-        s3fs.S3FileSystem.clear_instance_cache()
+        # Only a loaded s3fs can hold file systems built with old settings; local-only runs never load it
+        # (nor botocore), so the trainer runs where only the local-path dependencies are installed.
+        s3fs = sys.modules.get("s3fs")
+        if s3fs is not None:
+            s3fs.S3FileSystem.clear_instance_cache()
 
 
 def is_remote(path: PathLike) -> bool:
