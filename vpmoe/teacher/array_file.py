@@ -311,7 +311,8 @@ class ArrayFile:
         bounds = np.concatenate([[0], np.cumsum(index[:, 1])])
         if (index[:, 1] < 0).any() or (index[:, 0] != bounds[:-1]).any() or bounds[-1] != start:
             raise StoreError(f"{self.file}: the shard index does not describe chunks written back to back")
-        return bounds
+        # kept per cached shard for the whole run: 4 bytes per inner chunk where the file allows (< 4 GiB)
+        return bounds.astype(np.uint32) if bounds[-1] < 2**32 else bounds
 
     def read_chunks(self, a: int, b: int) -> tuple[list[np.ndarray], int]:
         """The inner chunks holding rows [a, b), decoded as stored (read-only

@@ -287,7 +287,7 @@ class TeacherStoreReader:
             topk_logprobs=np.ascontiguousarray(logprobs_from_deltas(shard.read("topk_logprob_deltas", 0, n))),
             target_logprob=shard.read("target_logprob", 0, n).astype(np.float32),
             target_rank=shard.read("target_rank", 0, n).astype(np.uint32),
-            seq_offsets=shard.offsets.copy(),
+            seq_offsets=shard.offsets.astype(np.int64),
         )
 
 
@@ -304,7 +304,9 @@ class _OpenShard:
         self.files: dict[str, ArrayFile] = {}
         self._join = storage.join
         self.load(("seq_offsets", *arrays))
-        self.offsets = self.read("seq_offsets", 0, self.files["seq_offsets"].shape[0]).astype(np.int64)
+        offsets = self.read("seq_offsets", 0, self.files["seq_offsets"].shape[0])
+        # cached for the run: 4 bytes per sequence (a shard's rows stay far below 2^31)
+        self.offsets = offsets.astype(np.int32 if len(offsets) and offsets[-1] < 2**31 else np.int64)
         self._id_order: IdOrder | None = None
         if "id_order" in arrays:
             self.id_order  # noqa: B018 -- read and checked now
