@@ -59,7 +59,7 @@ def test_unseen_ids_match_enumeration_and_stay_small(vocab, n):
     j = np.arange(len(unseen))
     np.testing.assert_array_equal(order.unseen_ids(j), unseen)
     np.testing.assert_array_equal(order.unseen_ids(j[::-1]), unseen[::-1])  # any order of queries
-    assert order.nbytes - order.order.nbytes <= vocab // 8 + 64 + 4 * (vocab // 512 + 1)  # bits + counts
+    assert order.nbytes - order.order.nbytes <= vocab // 8 + 8 + 4 * (vocab // 64 + 1)  # bits + counts
     codes = np.arange(vocab, dtype=np.uint32)
     np.testing.assert_array_equal(order.encode(order.decode(codes, strict=True)), codes)
 
