@@ -14,10 +14,10 @@ prepare with the demo's config (conf/prepare/debug.yaml: 4 shards) and the same 
 
 Measured per dataset, each in a fresh spawned process (DataConfig: global batch 64, micro-batch 8, dp 1,
 the loader's own plan):
-- start-up: `TeacherStoreReader` + `SampleIndex.build` + the first step through `TrainLoader` (2 spawned
-  workers: spawn, imports, unpickling the index, opening the reader, the first micro-batches);
+- start-up: `TeacherStoreReader` + `SampleIndex.build` + the first step through `TrainLoader` (`--workers`
+  spawned workers, 2 by default: spawn, imports, unpickling the index, opening the reader, the first micro-batches);
 - loader: `--warmup` steps (every worker caches its shard indexes), then `--steps` steps; CPU seconds =
-  user + sys of the main process and both workers (psutil, read before shutdown); tokens = real
+  user + sys of the main process and the workers (psutil, read before shutdown); tokens = real
   (unpadded) tokens delivered, teacher rows = supervised positions delivered;
 - in-process: `MicroBatchBuilder.build` on the same plan (num_workers=0), the per-CPU-second figure
   without inter-process transfer;
@@ -254,7 +254,7 @@ def measure(d: Path, cfg: td.DataConfig, warm: int, steps: int) -> dict:
     r = {**info, "index_bytes_per_sample": index.nbytes / len(index), "index_samples": len(index),
          "startup": {"reader_s": t1 - t0, "index_s": t2 - t1, "first_step_s": t3 - t2, "total_s": t3 - t0,
                      "reads_mb": delta(s0, s1, "rchar") / 2**20}}  # fmt: skip
-    # --- the real loader, 2 spawned workers
+    # --- the real loader, its spawned workers
     workers = [w.pid for w in loader._it._workers]
     for _ in range(warm):
         next(it)
@@ -462,10 +462,13 @@ def main() -> None:
     ap.add_argument("--s3", action="store_true")
     ap.add_argument("--s3-shards", type=int, default=20)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/loader_cpu.md"))
+    ap.add_argument("--workers", type=int, default=2, help="spawned loader workers (>= 1)")
     args = ap.parse_args()
-    cfg = td.DataConfig(global_batch_size=64, micro_batch_size=8, num_workers=2)
+    if args.workers < 1:
+        ap.error("--workers must be >= 1 (the in-process figure is measured anyway)")
+    cfg = td.DataConfig(global_batch_size=64, micro_batch_size=8, num_workers=args.workers)
     res = {"machine": machine(), "command": f".venv/bin/python benchmarks/bench_loader.py {' '.join(sys.argv[1:])}".strip(),
-           "config": {"global_batch_size": 64, "micro_batch_size": 8, "num_workers": 2, "prefetch_factor": cfg.prefetch_factor,
+           "config": {"global_batch_size": 64, "micro_batch_size": 8, "num_workers": args.workers, "prefetch_factor": cfg.prefetch_factor,
                       "warmup": args.warmup, "steps": args.steps, "demo_steps": args.demo_steps, "k": K, "zipf_a": ZIPF_A},
            "datasets": {}}  # fmt: skip
     sizes = [("demo (4 shards)", 0, 4, 4, args.demo_steps)]
