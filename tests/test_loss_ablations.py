@@ -62,5 +62,28 @@ def test_config_checks_and_the_measured_config():
         LossConfig(target="student")
     with pytest.raises(ValueError, match="teacher_k=65 > the teacher store's k=64"):
         LossConfig(teacher_k=65).check_store_k(64)
-    m = LossConfig(teacher_k=8, tail="renorm", target="labels", ce_weight=0.5).measured()
+    # Renormalized over one id, teacher and student both put mass 1 on it: a loss of 0, refused.
+    for one_id in ({"target": "labels"}, {"teacher_k": 1}):
+        with pytest.raises(ValueError, match="a loss of 0"):
+            LossConfig(tail="renorm", **one_id)
+    # The one-hot target is the CE only at temperature 1, and ce_weight would count it twice.
+    for bad in ({"temperature": 2.0}, {"ce_weight": 0.5}):
+        with pytest.raises(ValueError, match="is the CE itself"):
+            LossConfig(target="labels", **bad)
+    m = LossConfig(teacher_k=8, tail="renorm", ce_weight=0.5).measured()
     assert (m.teacher_k, m.tail, m.target, m.ce_weight) == (0, "bucket", "teacher", 0.5)
+
+
+def test_a_checkpoint_from_before_the_ablation_keys_resumes():
+    """Runs checkpointed before loss.teacher_k, loss.target and data.index_cache_mib existed resume under the
+    defaults (provenance.config_differences); a non-default value is still a difference."""
+    from vpmoe.train.provenance import config_differences
+
+    old = {"loss": {"tail": "bucket"}, "data": {"num_workers": 2}}
+    now = {
+        "loss": {"tail": "bucket", "teacher_k": 0, "target": "teacher"},
+        "data": {"num_workers": 2, "index_cache_mib": 64},
+    }
+    assert config_differences(old, now) == []
+    now["loss"]["teacher_k"] = 8
+    assert config_differences(old, now) == ["loss.teacher_k: checkpoint 0 vs now 8"]

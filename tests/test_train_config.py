@@ -126,3 +126,28 @@ def test_multirun_sweep_one_dir_per_job_and_summary(tmp_path, small_dataset, sco
     table = (sweep / "summary.md").read_text()
     assert "loss.weights.reasoning=0.5" in table and "loss.weights.reasoning=1.0" in table
     assert (sweep / "summary.png").stat().st_size > 0
+
+
+def test_foreach_optimizer_helpers_match_megatrons_and_accept_empty_lists():
+    """The foreach drop-ins for megatron's local norm / scale helpers (vpmoe/train/optim.py): the same
+    values as the per-tensor loops, and nothing to do for empty lists, as megatron's helpers (torch's
+    foreach ops refuse them)."""
+    import torch
+
+    from vpmoe.train.optim import _foreach_l2_norm, _foreach_scale
+
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(5, generator=g), torch.randn(3, 2, generator=g)]
+    norm, _ = _foreach_l2_norm(0, None, [xs], False)
+    expected = torch.norm(torch.stack([torch.norm(x) for x in xs]))
+    torch.testing.assert_close(norm, expected.reshape(1))
+    dst = [torch.zeros_like(x, dtype=torch.bfloat16) for x in xs]
+    _foreach_scale(0, None, [xs, dst], 1.0)  # the main -> model param copy: a casting copy
+    for a, b in zip(xs, dst, strict=True):
+        assert torch.equal(b, a.to(torch.bfloat16))
+    clipped = [x.clone() for x in xs]
+    _foreach_scale(0, None, [clipped, clipped], 0.5)  # the clip: in place
+    for a, b in zip(xs, clipped, strict=True):
+        torch.testing.assert_close(b, a * 0.5)
+    assert float(_foreach_l2_norm(0, None, [[]], False)[0]) == 0.0
+    _foreach_scale(0, None, [[], []], 0.5)

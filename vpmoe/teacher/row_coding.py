@@ -93,7 +93,7 @@ class IdOrder:
         self.vocab = vocab
         # A reader caches one IdOrder per shard for the whole run (thousands of shards), so it keeps 4 bytes
         # per id (`order`) and, once a code >= n first occurs (rare), a bitmap of the seen ids with unseen
-        # counts per block (~28 KB at vocab 201088, whatever n is; an n-sized rank table doubled a
+        # counts per block (~38 KB at vocab 201088, whatever n is; an n-sized rank table doubled a
         # shard's index in the loader benchmark).
         self._seen_bits: np.ndarray | None = (
             None  # uint8 [blocks, _BLOCK // 8], bit i (little-endian) of block b is id b * _BLOCK + i
@@ -131,6 +131,7 @@ class IdOrder:
             self._seen_bits = np.packbits(seen, axis=1, bitorder="little")
             unseen = _BLOCK - seen.sum(axis=1)
             self._unseen_before = (np.cumsum(unseen) - unseen).astype(np.int32)
+        shape = np.shape(j)
         j = np.asarray(j, np.int64).ravel()
         block = np.searchsorted(self._unseen_before, j, side="right") - 1
         rank = j - self._unseen_before[block]  # among the block's unseen ids, 0-based
@@ -141,7 +142,7 @@ class IdOrder:
         q = np.arange(len(j))
         in_byte = rank - (through[q, byte] - unseen[q, byte])
         bit = _BYTE_ZERO_SELECT[byte_values[q, byte], np.minimum(in_byte, 7)]
-        return block * _BLOCK + byte * 8 + bit
+        return (block * _BLOCK + byte * 8 + bit).reshape(shape)
 
     def encode(self, topk_ids: np.ndarray) -> np.ndarray:
         """ids (in [0, vocab), checked by the scorer's validation) -> uint32 codes, same shape."""

@@ -62,6 +62,18 @@ class LossConfig:
             raise ValueError(f"loss.teacher_k must be >= 0 (0: the store's k), got {self.teacher_k}")
         if self.target not in TARGETS:
             raise ValueError(f"loss.target must be one of {TARGETS}, got {self.target!r}")
+        one_id = self.target == "labels" or self.teacher_k == 1
+        if one_id and self.tail == "renorm":
+            # renormalized over a single id, teacher and student both put mass 1 on it: loss and gradient 0
+            raise ValueError(
+                "loss.tail=renorm over one teacher id (loss.target=labels or loss.teacher_k=1) is a loss of 0; "
+                "use loss.tail=bucket"
+            )
+        if self.target == "labels" and (self.temperature != 1.0 or self.ce_weight != 0.0):
+            # KL to the one-hot label is the CE only at temperature 1, and ce_weight would add it again
+            raise ValueError(
+                "loss.target=labels is the CE itself: it needs loss.temperature=1 and loss.ce_weight=0"
+            )
 
     def check_store_k(self, k: int) -> None:
         if self.teacher_k > k:

@@ -143,6 +143,10 @@ def _foreach_l2_norm(chunk_size, noop_flag, tensor_lists, per_tensor, *args):
     `torch._foreach_norm` instead of a `torch.norm` per tensor each read back to the host (one device sync
     per parameter) and a `device="cuda"` literal."""
     (tensors,) = tensor_lists
+    if not tensors:  # megatron's helper returns a zero norm (torch's foreach ops refuse empty lists)
+        return torch.zeros(
+            1, dtype=torch.float32, device="cuda" if torch.cuda.is_available() else "cpu"
+        ), None
     norms = torch._foreach_norm(tensors)
     return torch.linalg.vector_norm(torch.stack(norms)).reshape(1).float(), None
 
@@ -152,6 +156,8 @@ def _foreach_scale(chunk_size, noop_flag, tensor_lists, scale):
     multiply and a copy per tensor. In place when src is dst (the grad clip); a plain (casting) copy when
     scale is 1 (the bf16 optimizer's fp32 main params -> bf16 model params, every step)."""
     src, dst = tensor_lists
+    if not dst:  # megatron's helper does nothing then (torch's foreach ops refuse empty lists)
+        return
     if all(a is b for a, b in zip(src, dst, strict=True)):
         torch._foreach_mul_(dst, scale)
     elif scale == 1.0:

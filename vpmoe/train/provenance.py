@@ -26,6 +26,7 @@ RESUMABLE_KEYS = (
     "train.eval_interval",
     "data.num_workers",
     "data.prefetch_factor",
+    "data.index_cache_mib",
     "checkpoint.",
     "run_dir",
     "dataset",
@@ -101,9 +102,16 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+# Keys added after runs were checkpointed, with the value an older config meant by leaving them out: a
+# checkpoint without the key resumes under a config that has it at this value.
+ADDED_KEY_DEFAULTS = {"loss.teacher_k": 0, "loss.target": "teacher"}
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys (dotted) whose values differ, other than RESUMABLE_KEYS."""
     a, b = _flatten(saved), _flatten(current)
+    for key, value in ADDED_KEY_DEFAULTS.items():
+        a.setdefault(key, value)
     diffs = []
     for key in sorted(set(a) | set(b)):
         if any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE_KEYS):
