@@ -264,7 +264,9 @@ def main() -> int:
             micro_batch_size=args.micro,
             num_workers=args.workers,
         )
-        loader = TrainLoader(MicroBatchBuilder(args.dataset, args.store, index, reader.k), dcfg, dp=1, rank=0)
+        builder = MicroBatchBuilder(args.dataset, args.store, index, reader.k)
+        # page-locked batches, as the trainer's loader on CUDA (vpmoe/train/trainer.py)
+        loader = TrainLoader(builder, dcfg, dp=1, rank=0, pin_memory=device.type == "cuda")
         it = iter(loader)
         real = []
 
