@@ -95,9 +95,8 @@ class IdOrder:
         # per id (`order`) and, once a code >= n first occurs (rare), a bitmap of the seen ids with unseen
         # counts per block (~38 KB at vocab 201088, whatever n is; an n-sized rank table doubled a
         # shard's index in the loader benchmark).
-        self._seen_bits: np.ndarray | None = (
-            None  # uint8 [blocks, _BLOCK // 8], bit i (little-endian) of block b is id b * _BLOCK + i
-        )
+        # uint8 [blocks, _BLOCK // 8]: bit i (little-endian) of block b is id b * _BLOCK + i
+        self._seen_bits: np.ndarray | None = None
         self._unseen_before: np.ndarray | None = None  # int32 [blocks]: unseen ids below each block
         self._codes: np.ndarray | None = None
 

@@ -18,9 +18,9 @@ layout is refused, never guessed at.
 
 What stays in memory: per shard touched, its index (`_OpenShard`: chunk bounds of the arrays read, the
 sequence offsets, the id code table), a few hundred KB at most, in an LRU bounded by
-`INDEX_CACHE_BYTES` (or `index_cache_bytes=`); no open files. With the demo's and the benchmark's thousand shards every index
-stays cached, so random fetches over all shards never reread one (docs/teacher_store.md, "Reading at
-scale").
+`INDEX_CACHE_BYTES` (or `index_cache_bytes=`); no open files. With the demo's and the benchmark's
+thousand shards every index stays cached, so random fetches over all shards never reread one
+(docs/teacher_store.md, "Reading at scale").
 
 Fork safety: zarr runs an asyncio loop in background threads; a process forked after zarr started holds
 a copy of a lock no thread will release, and deadlocks. The reader never starts zarr (metadata is read

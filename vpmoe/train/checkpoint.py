@@ -147,7 +147,9 @@ DISTRIBUTED_OPTIMIZER_FORMAT = {"distrib_optim_sharding_type": "fully_reshardabl
 def _distributed_optimizers(opt) -> list:
     from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 
-    return [o for o in getattr(opt, "chained_optimizers", [opt]) if isinstance(o, DistributedOptimizer)]
+    from vpmoe.train.optim import megatron_optimizers
+
+    return [o for o in megatron_optimizers(opt) if isinstance(o, DistributedOptimizer)]
 
 
 @contextlib.contextmanager

@@ -63,6 +63,10 @@ class DataConfig:
         if self.bucket_steps < 1 or self.num_workers < 0 or self.prefetch_factor < 1:
             raise ValueError("data.bucket_steps >= 1, data.num_workers >= 0, data.prefetch_factor >= 1")
 
+    @property
+    def index_cache_bytes(self) -> int:
+        return self.index_cache_mib << 20
+
     def micro_batches_per_rank(self, dp: int) -> int:
         per_rank, rem = divmod(self.global_batch_size, self.micro_batch_size * dp)
         if rem or per_rank < 1:
@@ -265,8 +269,8 @@ def _packed_views(ints: np.ndarray | torch.Tensor, b: int, s: int, k: int):
 
 def unpack_micro_batch(packed: dict) -> dict[str, torch.Tensor]:
     """A packed micro-batch (`MicroBatchBuilder.build_packed`) as the trainer's dict of int32 views (and
-    the fp16 log-probs): nothing is copied, so a batch the loader pinned stays page-locked for its
-    asynchronous host-to-device copies. Token ids and labels are widened on the device where an int64 index
+    the fp16 log-probs; only the b lengths are copied, to int64): a batch the loader pinned stays
+    page-locked for its asynchronous host-to-device copies. Token ids and labels are widened on the device where an int64 index
     is needed (vpmoe/train/schedule.py, vpmoe/train/loss.py)."""
     b, s, k = packed["shape"]
     t_ids, input_ids, labels, spans, lengths = _packed_views(packed["ints"], b, s, k)

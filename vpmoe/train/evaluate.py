@@ -164,10 +164,9 @@ def evaluate_checkpoint(
     loss_cfg = LossConfig(**config["loss"])
     if dev.type == "cpu" and loss_cfg.impl == "triton":
         loss_cfg.impl = "torch"  # the same maths (kernels/sparse_kl_head.py); triton needs CUDA
-    cache = data_cfg.index_cache_mib << 20
-    reader = TeacherStoreReader(
-        dataset, store, index_cache_bytes=cache
-    )  # refuses a store of another dataset, or an incomplete one
+    cache = data_cfg.index_cache_bytes
+    # refuses a store of another dataset, or an incomplete one
+    reader = TeacherStoreReader(dataset, store, index_cache_bytes=cache)
     index = SampleIndex.build(reader, data_cfg.eval_fraction)
     if reader.dataset.manifest_hash != prov["dataset"]["manifest_hash"]:
         import logging

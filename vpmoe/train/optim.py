@@ -106,9 +106,14 @@ def build_ddp_and_optimizer(model, cfg: OptimConfig, *, device: torch.device):
     return ddp, opt
 
 
+def megatron_optimizers(opt) -> list:
+    """megatron's optimizer wrapper(s): a ChainedOptimizer's parts (one per param kind), or `opt` itself."""
+    return list(getattr(opt, "chained_optimizers", [opt]))
+
+
 def _inner_optimizers(opt) -> list:
-    """The torch optimizers inside megatron's wrapper(s) (a ChainedOptimizer holds one per param kind)."""
-    return [o.optimizer for o in getattr(opt, "chained_optimizers", [opt]) if o.optimizer is not None]
+    """The torch optimizers inside megatron's wrapper(s)."""
+    return [o.optimizer for o in megatron_optimizers(opt) if o.optimizer is not None]
 
 
 def use_fused_adamw(opt) -> None:

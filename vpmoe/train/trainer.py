@@ -144,7 +144,7 @@ def _seed_everything(seed: int, rank: int) -> None:
 
 def open_data(spec: RunSpec) -> tuple[TeacherStoreReader, SampleIndex]:
     """Pair the dataset with its teacher store (refusing a mismatch or an incomplete store) and index it."""
-    reader = TeacherStoreReader(spec.dataset, spec.store, index_cache_bytes=spec.data.index_cache_mib << 20)
+    reader = TeacherStoreReader(spec.dataset, spec.store, index_cache_bytes=spec.data.index_cache_bytes)
     spec.loss.check_store_k(reader.k)
     index = SampleIndex.build(reader, spec.data.eval_fraction)
     longest = int(index.lengths.max())
