@@ -1,4 +1,5 @@
 import dataclasses
+import io
 import json
 import subprocess
 import sys
@@ -47,6 +48,37 @@ def test_sample_end_to_end(tmp_path):
         ids_seen.update(shard.sample_ids)
     assert sup == m.totals["supervised_tokens"]
     assert len(ids_seen) == m.totals["sequences"]
+
+
+def test_reads_through_a_python_file_finish_on_the_calling_thread(tmp_path, make_synth, monkeypatch):
+    """Pages read through a Python file object (every S3 read) are read on the caller's thread and all
+    released before `read_columns` returns, so no Arrow thread is left holding one while the interpreter
+    finalizes (which aborts the process: vpmoe.data.prepared.PYTHON_SOURCE_READ)."""
+    import threading
+    import weakref
+
+    from vpmoe.utils import storage
+
+    prepare(str(make_synth([synth_row(i) for i in range(12)])), tmp_path / "o", SMALL)
+    ds = PreparedDataset(tmp_path / "o")
+    reader_threads, pages = set(), []
+
+    class Page(bytearray):  # a bytearray subclass can be weakly referenced
+        pass
+
+    class TrackedFile(io.FileIO):
+        def read(self, size=-1):
+            reader_threads.add(threading.get_ident())
+            page = Page(super().read(size))
+            pages.append(weakref.ref(page))
+            return page
+
+    monkeypatch.setattr(storage, "open_input", lambda url: TrackedFile(url, "rb"))
+    table = ds.read_columns(ds.manifest.shards[0].name, ["sample_id", "num_tokens"])
+    assert table.num_rows == ds.manifest.shards[0].sequences
+    assert len(pages) >= 2  # the footer and the column chunks went through the tracked file
+    assert reader_threads == {threading.get_ident()}
+    assert [r for r in pages if r() is not None] == []
 
 
 def test_deterministic_and_location_independent(tmp_path, make_synth):

@@ -243,7 +243,10 @@ def test_cli_errors(tmp_path, small_dataset, tiny_teacher):
         "pipelines.score",
         *score_args(small_dataset, tiny_teacher, tmp_path / "s", "teacher.max_model_len=64"),
     )
-    assert res.returncode == 1 and "> teacher.max_model_len=64" in res.stdout
+    log = tmp_path / "s" / "logs" / "score-worker0.log"  # where C++ messages (an abort's) went
+    assert res.returncode == 1 and "> teacher.max_model_len=64" in res.stdout, (
+        res.stdout + res.stderr + (log.read_text()[-3000:] if log.exists() else "")
+    )
     blocker = tmp_path / "file"
     blocker.write_text("x")
     res = run_module("pipelines.score", *score_args(small_dataset, tiny_teacher, blocker / "sub"))
