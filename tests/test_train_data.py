@@ -152,16 +152,20 @@ def test_batches_mask_shift_and_teacher_alignment(small_dataset, scored_store, i
 
 def test_a_one_byte_index_cache_evicts_and_builds_the_same_batches(small_dataset, scored_store, index):
     """`data.index_cache_mib` below what the shards need: every fetch from another shard rereads its index
-    (one shard stays cached), and the micro-batches are the same; the packed form a worker returns is two
-    tensors (the int32 fields and the fp16 log-probs) that unpack to the same dict."""
+    (one shard stays cached), and the micro-batches are the same; the packed form a worker returns is one
+    byte tensor that unpacks to the same dict, every field a view of it (what the loader pinned stays so)."""
     idx, k = index
     samples = np.flatnonzero(idx.shard != idx.shard[0])[:2]
     samples = np.concatenate([[0], samples, [1]])  # shard 0, other shard(s), back to shard 0
     default = MicroBatchBuilder(small_dataset, scored_store, idx, k)
     tiny = MicroBatchBuilder(small_dataset, scored_store, idx, k, index_cache_bytes=1)
     packed = tiny.build_packed(samples)
-    assert sum(torch.is_tensor(v) for v in packed.values()) == 2
-    _same([[unpack_micro_batch(packed)]], [[default.build(samples)]])
+    assert [key for key, v in packed.items() if torch.is_tensor(v)] == ["buffer"]
+    unpacked = unpack_micro_batch(packed)
+    _same([[unpacked]], [[default.build(samples)]])
+    storage = packed["buffer"].untyped_storage().data_ptr()
+    for key in ("input_ids", "labels", "position_spans", "teacher_ids", "teacher_logprobs"):
+        assert unpacked[key].untyped_storage().data_ptr() == storage, key
     assert len(tiny._reader._open_shards) == 1 and len(default._reader._open_shards) > 1
 
 

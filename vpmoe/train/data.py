@@ -199,11 +199,11 @@ class MicroBatchBuilder:
         return unpack_micro_batch(self.build_packed(samples))
 
     def build_packed(self, samples: np.ndarray) -> dict:
-        """The micro-batch in two tensors: what a loader worker returns. Every tensor a worker returns is
-        a shared-memory segment whose descriptor crosses a socket (~0.2 ms of CPU on each side per tensor,
-        measured in benchmarks/bench_loader.py), so the fields travel as one int32 buffer (`PACKED_INTS`
-        segments, each contiguous) and one fp16 buffer (the teacher's log-probs), and the token counts as
-        plain ints."""
+        """The micro-batch as one byte buffer: what a loader worker returns. Every tensor a worker returns
+        is a shared-memory segment whose descriptor crosses an authenticated socket, ~0.4 ms of CPU per
+        tensor over both processes (benchmarks/results/loader_cpu.md), so every field travels in one
+        buffer (`PACKED_FIELDS` segments, each contiguous and aligned for its dtype), with the shape and
+        the token counts as plain ints."""
         if self._reader is None:
             self._reader = TeacherStoreReader(
                 self.dataset_dir, self.store_dir, index_cache_bytes=self.index_cache_bytes
@@ -211,13 +211,12 @@ class MicroBatchBuilder:
         ix, reader, k = self.index, self._reader, self.k
         b = len(samples)
         s = int(ix.lengths[samples].max())
-        ints = np.zeros(b * s * (k + 3) + b, np.int32)
+        buf = np.zeros(_packed_bytes(b, s, k), np.uint8)
         # The teacher's top-k as stored (int32 ids, fp16 log-probs: exact); the loss widens them on the
-        # device (vpmoe/train/loss.py), which halves this, the largest tensor's, host-to-device bytes.
-        t_ids, input_ids, labels, spans, lengths = _packed_views(ints, b, s, k)
+        # device (vpmoe/train/loss.py), which halves this, the largest field's, host-to-device bytes.
+        t_ids, input_ids, labels, spans, lengths, t_lps = _packed_views(buf, b, s, k)
         labels[:] = IGNORE_INDEX
         spans[:] = -1
-        t_lps = np.zeros((b, s, k), np.float16)
         for r, i in enumerate(samples):
             si, n = int(ix.shard[i]), int(ix.lengths[i])
             ids, tok_spans, lab = read_sequence(
@@ -236,50 +235,65 @@ class MicroBatchBuilder:
             t_lps[r, pos] = rows.topk_logprobs
         lengths[:] = ix.lengths[samples]
         return {
-            "ints": torch.from_numpy(ints),
-            "teacher_logprobs": torch.from_numpy(t_lps),
+            "buffer": torch.from_numpy(buf),
             "shape": (b, s, k),
             "tokens": int(ix.lengths[samples].sum()),
             "padded_tokens": b * s,
         }
 
 
-# The int32 buffer of a packed micro-batch ([b, s] sequences x positions, k teacher ids per position): these
-# fields in this order, each one contiguous segment.
-PACKED_INTS = (
-    "teacher_ids [b, s, k]",
-    "input_ids [b, s]",
-    "labels [b, s]",
-    "position_spans [b, s]",
-    "lengths [b]",
+# The byte buffer of a packed micro-batch ([b, s] sequences x positions, k teacher ids per position): these
+# fields in this order, each one contiguous segment. The int32 segments come first, so the fp16 one starts
+# at a multiple of 4 bytes and every segment is aligned for its dtype.
+PACKED_FIELDS = (
+    "teacher_ids int32 [b, s, k]",
+    "input_ids int32 [b, s]",
+    "labels int32 [b, s]",
+    "position_spans int32 [b, s]",
+    "lengths int32 [b]",
+    "teacher_logprobs float16 [b, s, k]",
 )
 
 
-def _packed_views(ints: np.ndarray | torch.Tensor, b: int, s: int, k: int):
-    """Views of the `PACKED_INTS` segments of `ints` (numpy or torch; nothing copied)."""
-    bs = b * s
-    ends = np.cumsum([bs * k, bs, bs, bs, b])
-    if len(ints) != ends[-1]:
+def _packed_bytes(b: int, s: int, k: int) -> int:
+    return 4 * (b * s * (k + 3) + b) + 2 * b * s * k
+
+
+def _packed_views(buf: np.ndarray | torch.Tensor, b: int, s: int, k: int):
+    """Views of the `PACKED_FIELDS` segments of the uint8 buffer `buf` (numpy or torch; nothing copied)."""
+    if len(buf) != _packed_bytes(b, s, k):
         raise ValueError(
-            f"packed micro-batch of {len(ints)} ints, expected {ends[-1]} for [b={b}, s={s}, k={k}]"
+            f"packed micro-batch of {len(buf)} bytes, expected {_packed_bytes(b, s, k)} for "
+            f"[b={b}, s={s}, k={k}]"
         )
+    int32, fp16 = (np.int32, np.float16) if isinstance(buf, np.ndarray) else (torch.int32, torch.float16)
+    bs, n_ints = b * s, b * s * (k + 3) + b
+    ints, t_lps = buf[: 4 * n_ints].view(int32), buf[4 * n_ints :].view(fp16)
+    ends = np.cumsum([bs * k, bs, bs, bs, b])
     t_ids, input_ids, labels, spans, lengths = (ints[a:e] for a, e in zip([0, *ends[:-1]], ends, strict=True))
-    return t_ids.reshape(b, s, k), input_ids.reshape(b, s), labels.reshape(b, s), spans.reshape(b, s), lengths
+    return (
+        t_ids.reshape(b, s, k),
+        input_ids.reshape(b, s),
+        labels.reshape(b, s),
+        spans.reshape(b, s),
+        lengths,
+        t_lps.reshape(b, s, k),
+    )
 
 
 def unpack_micro_batch(packed: dict) -> dict[str, torch.Tensor]:
-    """A packed micro-batch (`MicroBatchBuilder.build_packed`) as the trainer's dict of int32 views (and
-    the fp16 log-probs; only the b lengths are copied, to int64): a batch the loader pinned stays
-    page-locked for its asynchronous host-to-device copies. Token ids and labels are widened on the device where an int64 index
-    is needed (vpmoe/train/schedule.py, vpmoe/train/loss.py)."""
+    """A packed micro-batch (`MicroBatchBuilder.build_packed`) as the trainer's dict of views into its
+    buffer (only the b lengths are copied, to int64): a batch the loader pinned stays page-locked for its
+    asynchronous host-to-device copies. Token ids and labels are widened on the device where an int64
+    index is needed (vpmoe/train/schedule.py, vpmoe/train/loss.py)."""
     b, s, k = packed["shape"]
-    t_ids, input_ids, labels, spans, lengths = _packed_views(packed["ints"], b, s, k)
+    t_ids, input_ids, labels, spans, lengths, t_lps = _packed_views(packed["buffer"], b, s, k)
     return {
         "input_ids": input_ids,
         "labels": labels,
         "position_spans": spans,
         "teacher_ids": t_ids,
-        "teacher_logprobs": packed["teacher_logprobs"],
+        "teacher_logprobs": t_lps,
         "lengths": lengths.long(),
         "tokens": packed["tokens"],
         "padded_tokens": packed["padded_tokens"],
