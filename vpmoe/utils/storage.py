@@ -236,7 +236,8 @@ def read_range(path: PathLike, start: int, end: int) -> bytes:
 
 
 def open_input(path: PathLike) -> BinaryIO:
-    """A seekable binary file for random access (e.g. `pq.ParquetFile(open_input(url))`).
+    """A seekable binary file for random access (for Parquet: `pq.ParquetFile(open_input(url),
+    **PYTHON_SOURCE_READ)`, vpmoe/data/prepared.py says why).
 
     On S3 each `read` after a `seek` is one ranged GET of exactly the bytes asked for (no read-ahead),
     so it suits few large reads, not many small sequential ones (use `read_bytes` for those). Errors
