@@ -253,3 +253,19 @@ def test_pad_batch_only_adds_masked_padding(small_dataset, scored_store, index):
     assert int(p["tokens"]) == int(b["tokens"]) and int(p["padded_tokens"]) == 2 * (s + 5)
     with pytest.raises(ValueError, match="cannot pad"):
         pad_batch(b, 1, s - 1)
+
+
+def test_close_takes_the_workers_last_batches_and_they_exit_cleanly(small_dataset, scored_store, index):
+    """`TrainLoader.close` empties the workers' queues before stopping them: nothing is left in flight
+    (a worker stopped mid-batch can abort in its interpreter shutdown), and every worker exits with 0."""
+    idx, k = index
+    loader = TrainLoader(
+        MicroBatchBuilder(small_dataset, scored_store, idx, k), cfg_for_tests(num_workers=2), dp=1, rank=0
+    )
+    it = iter(loader)
+    next(it)
+    torch_it, workers = loader._it, list(loader._it._workers)
+    assert torch_it._tasks_outstanding > 0  # prefetched batches are in flight
+    loader.close()
+    assert torch_it._tasks_outstanding == 0
+    assert [w.exitcode for w in workers] == [0, 0]

@@ -421,13 +421,22 @@ class TrainLoader:
     def close(self) -> None:
         """Stop the workers now (otherwise they stop when the iterator is garbage collected).
 
-        A worker told to stop can abort in its own interpreter shutdown (a queue feeder thread freeing a
-        tensor as the interpreter exits: `std::terminate`, seen in ~1 of 3 closes on the demo; gdb in
-        benchmarks/results/loader_cpu.md). Every batch was delivered by then, so that is logged, not
-        raised: it must not turn a finished run into a failed one."""
-        if self._it is not None and hasattr(self._it, "_shutdown_workers"):
+        The batches the workers already hold are taken (and dropped) first: a worker stopped while its
+        queue's feeder thread still pickles or frees a batch can abort in its interpreter shutdown (that
+        thread cannot take the GIL inside a tensor's destructor: `std::terminate`; 3 of 20 closes on the
+        demo). Emptied, the feeder is idle when the worker exits. Should one still exit abnormally, every
+        batch was delivered by then, so that is logged, not raised: it must not fail a finished run."""
+        it = self._it
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            # torch's iterator asks its sampler for a new index after each batch: an empty one stops it.
+            it._sampler_iter, it._timeout = iter(()), DRAIN_TIMEOUT_S
             try:
-                self._it._shutdown_workers()
+                for _ in it:  # at most prefetch_factor x num_workers batches; then torch stops the workers
+                    pass
+            except Exception as e:  # a worker died, hung or failed on a batch nobody will use: stop them all
+                _log.warning("loader workers did not hand over their last batches while stopping: %s", e)
+            try:
+                it._shutdown_workers()
             except RuntimeError as e:
                 if "DataLoader worker" not in str(e):
                     raise
@@ -435,6 +444,10 @@ class TrainLoader:
                     "loader worker exited abnormally while stopping (all batches were delivered): %s", e
                 )
         self._it = None
+
+
+# How long `TrainLoader.close` waits for a worker's next batch before stopping the workers anyway.
+DRAIN_TIMEOUT_S = 120
 
 
 def eval_batches(index: SampleIndex, cfg: DataConfig) -> list[np.ndarray]:
