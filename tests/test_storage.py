@@ -107,6 +107,23 @@ def test_read_range_is_one_get_with_the_range_header(s3_server, s3_bucket):
     assert reqs == [("GET", _key_path(url), "bytes=100-199")]
 
 
+def test_whole_object_reads_are_one_get_each(s3_server, s3_bucket):
+    urls = [f"{s3_bucket}/whole{i}.bin" for i in range(3)]
+    for u in urls:
+        storage.write_bytes(u, DATA)
+    with s3_server.count_requests() as reqs:
+        assert storage.read_bytes(urls[0]) == DATA
+    assert [(r.method, r.path, r.range) for r in reqs] == [("GET", _key_path(urls[0]), None)]
+    with s3_server.count_requests() as reqs:
+        assert storage.read_many([*urls, f"{s3_bucket}/absent.bin"]) == {
+            **dict.fromkeys(urls, DATA),
+            f"{s3_bucket}/absent.bin": None,
+        }
+    assert sorted((r.method, r.path) for r in reqs) == sorted(
+        ("GET", _key_path(u)) for u in [*urls, f"{s3_bucket}/absent.bin"]
+    )
+
+
 def test_write_bytes_is_one_put(s3_server, s3_bucket):
     url = f"{s3_bucket}/w.bin"
     with s3_server.count_requests() as reqs:

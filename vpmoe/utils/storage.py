@@ -14,7 +14,10 @@ Request shape (what the s3fs options below buy): `read_range` is exactly one ran
 returns an uncached file, so each `read` after a `seek` is one GET of exactly the bytes asked for (pyarrow
 reads a Parquet footer and then only the column chunks it needs, never the whole object), plus one HEAD
 when it is opened (for the size). Listings are never cached, so `exists`/`listdir` see other processes'
-writes at once. Whole-object reads (`read_bytes`) are a HEAD and then GETs of up to `BLOCK_SIZE` bytes.
+writes at once. Whole-object reads (`read_bytes`, `read_many`) are one GET each: s3fs would first HEAD
+the object to split a large one into concurrent block GETs, which doubled the requests (and latency) of
+the small objects we read whole (array metadata, markers, manifests) when a reader opens thousands of
+shards.
 
 Processes: the S3 file system object is looked up per call in fsspec's instance cache, keyed by our
 options and the process id. Spawned children (DataLoader workers with the "spawn" context,
@@ -192,7 +195,7 @@ def read_bytes(path: PathLike) -> bytes:
     with _errors("read", path):
         if not is_remote(path):
             return Path(_local(path)).read_bytes()
-        return _fs().cat_file(os.fspath(path))
+        return _fs().cat_file(os.fspath(path), max_concurrency=1)  # one GET, no HEAD (module docstring)
 
 
 def read_text(path: PathLike) -> str:
@@ -257,7 +260,7 @@ def read_many(paths: list[PathLike]) -> dict[str, bytes | None]:
     if remote:
         fs = _fs()
         with _errors("read", remote[0] + (f" (and {len(remote) - 1} more)" if len(remote) > 1 else "")):
-            got = fs.cat(remote, on_error="return")
+            got = fs.cat(remote, on_error="return", max_concurrency=1)  # a GET each, no HEAD
         for k in remote:
             v = got.get(k, got.get(fs._strip_protocol(k)))
             if isinstance(v, FileNotFoundError):
