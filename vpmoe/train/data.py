@@ -255,8 +255,14 @@ PACKED_FIELDS = (
 )
 
 
+def _int32_ends(b: int, s: int, k: int) -> np.ndarray:
+    """End offsets, in int32 elements, of the int32 segments of `PACKED_FIELDS`."""
+    bs = b * s
+    return np.cumsum([bs * k, bs, bs, bs, b])
+
+
 def _packed_bytes(b: int, s: int, k: int) -> int:
-    return 4 * (b * s * (k + 3) + b) + 2 * b * s * k
+    return 4 * int(_int32_ends(b, s, k)[-1]) + 2 * b * s * k  # the int32 segments, then fp16 [b, s, k]
 
 
 def _packed_views(buf: np.ndarray | torch.Tensor, b: int, s: int, k: int):
@@ -267,9 +273,8 @@ def _packed_views(buf: np.ndarray | torch.Tensor, b: int, s: int, k: int):
             f"[b={b}, s={s}, k={k}]"
         )
     int32, fp16 = (np.int32, np.float16) if isinstance(buf, np.ndarray) else (torch.int32, torch.float16)
-    bs, n_ints = b * s, b * s * (k + 3) + b
-    ints, t_lps = buf[: 4 * n_ints].view(int32), buf[4 * n_ints :].view(fp16)
-    ends = np.cumsum([bs * k, bs, bs, bs, b])
+    ends = _int32_ends(b, s, k)
+    ints, t_lps = buf[: 4 * ends[-1]].view(int32), buf[4 * ends[-1] :].view(fp16)
     t_ids, input_ids, labels, spans, lengths = (ints[a:e] for a, e in zip([0, *ends[:-1]], ends, strict=True))
     return (
         t_ids.reshape(b, s, k),
