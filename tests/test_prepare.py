@@ -53,7 +53,7 @@ def test_sample_end_to_end(tmp_path):
 def test_reads_through_a_python_file_finish_on_the_calling_thread(tmp_path, make_synth, monkeypatch):
     """Pages read through a Python file object (every S3 read) are read on the caller's thread and all
     released before `read_columns` returns, so no Arrow thread is left holding one while the interpreter
-    finalizes (which aborts the process: vpmoe.data.prepared.PYTHON_SOURCE_READ)."""
+    finalizes (which aborts the process: vpmoe.utils.storage.PYTHON_SOURCE_READ)."""
     import threading
     import weakref
 

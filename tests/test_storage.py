@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vpmoe.data.prepared import PYTHON_SOURCE_READ
 from vpmoe.utils import storage
 from vpmoe.utils.storage import StorageConfig, StorageError
 
@@ -158,7 +157,7 @@ def test_parquet_row_group_read_fetches_only_what_it_needs(s3_server, s3_bucket,
     local = pq.ParquetFile(io.BytesIO(blob))
     assert local.num_row_groups == 10
     with s3_server.count_requests() as reqs:
-        remote = pq.ParquetFile(storage.open_input(url), **PYTHON_SOURCE_READ)  # as the stages read
+        remote = pq.ParquetFile(storage.open_input(url), **storage.PYTHON_SOURCE_READ)  # as the stages read
         got = remote.read_row_group(7, columns=["b"])
     assert got.equals(local.read_row_group(7, columns=["b"]))
     gets = [r for r in reqs if r.method == "GET"]

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from vpmoe import tokenizer as tok
 from vpmoe.data.harmony_render import LOSS_SPANS, HarmonyRenderer, RenderError, TemplateConfig, position_spans
 from vpmoe.data.manifest import DatasetManifest, ShardEntry
-from vpmoe.data.prepared import PYTHON_SOURCE_READ, SHARD_SCHEMA
+from vpmoe.data.prepared import SHARD_SCHEMA
 from vpmoe.data.publish import OUTPUT_KIND, REJECT_KEYS, PublishError, check_output, finalize
 from vpmoe.data.staging import BucketState, Stage, StagingError
 from vpmoe.data.token_records import crc32c
@@ -356,7 +356,7 @@ def _open_inputs(inputs: str | list[str], cfg: PrepareConfig) -> _Inputs:
             try:
                 if storage.is_remote(p):  # ranged GETs of the footer and the column chunks it reads
                     ins.handles.append(storage.open_input(p))
-                    pf = pq.ParquetFile(ins.handles[-1], **PYTHON_SOURCE_READ)
+                    pf = pq.ParquetFile(ins.handles[-1], **storage.PYTHON_SOURCE_READ)
                 else:
                     pf = pq.ParquetFile(p)
             except Exception as e:
@@ -401,8 +401,8 @@ def _run_worker(ins: _Inputs, cfg: PrepareConfig, stage: Stage) -> dict:
         bar = progress(total=ins.rows, desc=f"prepare {cfg.worker}/{cfg.num_workers}", unit="row")
         for name, pf in zip(ins.names, ins.files, strict=True):
             row = 0
-            # Serial decoding: an S3 input is read through a Python file object (PYTHON_SOURCE_READ says
-            # why); rendering, not decoding, is what takes the time here.
+            # Serial decoding: an S3 input is read through a Python file object (storage.PYTHON_SOURCE_READ
+            # says why); rendering, not decoding, is what takes the time here.
             for batch in pf.iter_batches(batch_size=1024, columns=columns, use_threads=False):
                 owner = [bucket_of(s, cfg.buckets) for s in batch.column("synth_id").to_pylist()]
                 take = [i for i, b in enumerate(owner) if b in writers]

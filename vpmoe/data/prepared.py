@@ -27,15 +27,6 @@ from vpmoe.data.harmony_render import IGNORE_INDEX, position_spans
 from vpmoe.data.manifest import DatasetManifest, ManifestError, ShardEntry
 from vpmoe.data.token_records import tokens_name
 
-# How Parquet is read from a Python-owned source (a Python file object, or bytes): no pre-buffering,
-# and `use_threads=False` on the read. Pages read that way are Python objects. Pre-buffering fetches
-# them on Arrow's I/O threads and threaded decoding frees them on its CPU threads, possibly after the
-# read has returned. If the interpreter is finalizing by then, that thread cannot take the GIL, unwinds
-# through a noexcept destructor and aborts the process (std::terminate: rc -6 after a clean CLI run,
-# caught in gdb on `pipelines.score`). Read this way, every read and release happens on the caller's
-# thread before the call returns. Each column chunk is still one ranged read on S3.
-PYTHON_SOURCE_READ = {"pre_buffer": False}
-
 SHARD_SCHEMA = pa.schema(
     [
         ("sample_id", pa.string()),
@@ -121,7 +112,7 @@ class PreparedDataset:
         self._entry(name)
         url = self.url(name)
         try:
-            with storage.open_input(url) as f, pq.ParquetFile(f, **PYTHON_SOURCE_READ) as pf:
+            with storage.open_input(url) as f, pq.ParquetFile(f, **storage.PYTHON_SOURCE_READ) as pf:
                 return pf.read(columns=columns, use_threads=False)
         except storage.StorageError as e:
             raise ManifestError(
@@ -142,7 +133,7 @@ class PreparedDataset:
             raise ManifestError(f"{url}: shard listed in the manifest is missing ({e})") from None
         if verify and (digest := hashlib.sha256(data).hexdigest()) != entry.sha256:
             raise ManifestError(f"{url}: sha256 {digest} != manifest's {entry.sha256}; the shard is corrupt")
-        with pq.ParquetFile(pa.BufferReader(data), **PYTHON_SOURCE_READ) as pf:
+        with pq.ParquetFile(pa.BufferReader(data), **storage.PYTHON_SOURCE_READ) as pf:
             table = pf.read(use_threads=False)
         ids_col = table.column("input_ids").combine_chunks()
         offsets = ids_col.offsets.to_numpy().astype(np.int64)

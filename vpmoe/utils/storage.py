@@ -42,9 +42,18 @@ from typing import BinaryIO
 from vpmoe.utils.atomic import commit_file, fsync_dir
 
 PathLike = str | os.PathLike
-# Part size of whole-object reads (concurrent ranged GETs) and the threshold s3fs compares before it
-# switches a write to a multipart upload. Ranged and file-object reads never read ahead (cache "none").
+# The threshold s3fs compares before it switches a write to a multipart upload (and its part size), and
+# the piece size of `sha256`. Ranged and file-object reads never read ahead (cache "none").
 BLOCK_SIZE = 16 * 2**20
+
+# How Parquet is read from a Python-owned source (a Python file object, or bytes): no pre-buffering,
+# and `use_threads=False` on the read. Pages read that way are Python objects. Pre-buffering fetches
+# them on Arrow's I/O threads and threaded decoding frees them on its CPU threads, possibly after the
+# read has returned. If the interpreter is finalizing by then, that thread cannot take the GIL, unwinds
+# through a noexcept destructor and aborts the process (std::terminate: rc -6 after a clean CLI run,
+# caught in gdb on `pipelines.score`). Read this way, every read and release happens on the caller's
+# thread before the call returns. Each column chunk is still one ranged read on S3.
+PYTHON_SOURCE_READ = {"pre_buffer": False}
 
 
 class StorageError(RuntimeError):
@@ -240,7 +249,7 @@ def read_range(path: PathLike, start: int, end: int) -> bytes:
 
 def open_input(path: PathLike) -> BinaryIO:
     """A seekable binary file for random access (for Parquet: `pq.ParquetFile(open_input(url),
-    **PYTHON_SOURCE_READ)`, vpmoe/data/prepared.py says why).
+    **PYTHON_SOURCE_READ)` and `use_threads=False` on its reads: `PYTHON_SOURCE_READ` says why).
 
     On S3 each `read` after a `seek` is one ranged GET of exactly the bytes asked for (no read-ahead),
     so it suits few large reads, not many small sequential ones (use `read_bytes` for those). Errors
