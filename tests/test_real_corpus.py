@@ -48,10 +48,23 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_held_out_rule_matches_trainer(teacher_tool):
+def test_held_out_rule_matches_trainer(teacher_tool, corpus_tool):
     ids = [f"real_kjv_{i:06d}" for i in range(2000)] + ["synth_00000001", "", "é"]
     for fraction in (0.0, 0.05, 0.2, 0.5, 0.999):
-        assert [teacher_tool.is_held_out(s, fraction) for s in ids] == [is_held_out(s, fraction) for s in ids]
+        want = [is_held_out(s, fraction) for s in ids]
+        assert [teacher_tool.is_held_out(s, fraction) for s in ids] == want
+        assert [corpus_tool.is_held_out(s, fraction) for s in ids] == want
+
+
+def test_train_subset_keeps_every_held_out_row(corpus_tool):
+    rows = [{"synth_id": f"real_kjv_{i:06d}"} for i in range(4000)]
+    held = [r for r in rows if is_held_out(r["synth_id"], corpus_tool.EVAL_FRACTION)]
+    sub = corpus_tool.train_subset(rows, 0.4)
+    assert all(r in sub for r in held)  # the teacher's held-out rows stay the student's
+    others = len(sub) - len(held)
+    assert 0.35 < others / (len(rows) - len(held)) < 0.45  # an independent hash: ~the share asked for
+    assert sub == [r for r in rows if r in sub]  # order kept
+    assert corpus_tool.train_subset(rows, 1.0) == rows
 
 
 def test_size_plan_refuses_what_cannot_come_back(teacher_tool):

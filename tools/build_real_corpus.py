@@ -514,24 +514,47 @@ def write(rows: list[dict], out: Path) -> None:
     commit_file(out, buf.getvalue())
 
 
-def held_out_share(rows: list[dict], ntok, fraction: float = 0.05) -> tuple[int, int]:
-    """(rows, reasoning + answer tokens) that `vpmoe.train.data.is_held_out` would hold out at `fraction`
-    (the same rule as the trainer; reimplemented to keep torch out of this tool)."""
+EVAL_FRACTION = 0.05  # the trainer's default data.eval_fraction, which train_teacher.py uses too
+
+
+def _id_hash(synth_id: str, part: int) -> int:
+    """64-bit slice `part` of sha256(synth_id): part 0 is `vpmoe.train.data.is_held_out`'s (reimplemented
+    to keep torch out of this tool), part 1 an independent one for `--train-share`."""
     import hashlib
 
+    return int.from_bytes(hashlib.sha256(synth_id.encode()).digest()[8 * part : 8 * part + 8], "big")
+
+
+def is_held_out(synth_id: str, fraction: float = EVAL_FRACTION) -> bool:
+    return _id_hash(synth_id, 0) < fraction * 2**64
+
+
+def held_out_share(rows: list[dict], ntok, fraction: float = EVAL_FRACTION) -> tuple[int, int]:
+    """(rows, reasoning + answer tokens) that `vpmoe.train.data.is_held_out` would hold out at `fraction`."""
     n = toks = 0
     for r in rows:
-        h = int.from_bytes(hashlib.sha256(r["synth_id"].encode()).digest()[:8], "big")
-        if h < fraction * 2**64:
+        if is_held_out(r["synth_id"], fraction):
             n += 1
             toks += ntok(r["synthetic_reasoning"]) + ntok(r["synthetic_answer"])
     return n, toks
 
 
-def build(max_rows: int | None = None) -> tuple[list[dict], dict[str, Counter]]:
+def train_subset(rows: list[dict], train_share: float) -> list[dict]:
+    """Every row held out at EVAL_FRACTION, and the others whose independent hash falls below
+    `train_share` (order kept)."""
+    if train_share >= 1.0:
+        return rows
+    return [r for r in rows if is_held_out(r["synth_id"]) or _id_hash(r["synth_id"], 1) < train_share * 2**64]
+
+
+def build(max_rows: int | None = None, train_share: float = 1.0) -> tuple[list[dict], dict[str, Counter]]:
+    """`train_share` < 1 keeps every row held out at EVAL_FRACTION and that share of the others, chosen
+    by an independent hash of synth_id: a smaller training set whose held-out rows are exactly the full
+    corpus's, so a teacher trained on the full corpus never saw them (benchmarks/quality/README.md)."""
     tiles = kjv_tiles() + fortune_tiles() + pydoc_tiles()
     ntok = count_tokens()
     rows, stats = select(tiles, BUDGETS, ntok)
+    rows = train_subset(rows, train_share)
     if max_rows is not None:
         rows = rows[:max_rows]
     return rows, stats
@@ -546,16 +569,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--install", action="store_true", help=f"as root, run `{APT_COMMAND}` if anything is missing"
     )
+    ap.add_argument(
+        "--train-share",
+        type=float,
+        default=1.0,
+        help=f"keep every row held out at eval_fraction {EVAL_FRACTION} and this share of the others",
+    )
     args = ap.parse_args(argv)
     if args.max_rows is not None and args.max_rows < 1:
         ap.error("--max-rows must be >= 1")
+    if not 0.0 < args.train_share <= 1.0:
+        ap.error("--train-share must be in (0, 1]")
     try:
         ensure_packages(args.install)
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    rows, stats = build(args.max_rows)
+    rows, stats = build(args.max_rows, args.train_share)
     write(rows, args.output)
     ntok = count_tokens()
     print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes, {len(rows)} rows)")
@@ -570,10 +601,14 @@ def main(argv: list[str] | None = None) -> int:
         tot.update(st)
     print(f"{'total':<13} {tot['tiles']:>6} {tot['rows']:>6} {len(rows):>7} {tot['chars']:>10,} "
           f"{tot['query_tokens']:>10,} {tot['supervised_text_tokens']:>12,}")  # fmt: skip
+    if args.train_share < 1.0:
+        print(
+            f"(--train-share {args.train_share}: every held-out row, that share of the others: {len(rows)} rows)"
+        )
     if args.max_rows is not None:
         print(f"(--max-rows {args.max_rows}: the selection above, cut to the first {len(rows)} rows)")
     n_held, tok_held = held_out_share(rows, ntok)
-    print(f"held out at eval_fraction 0.05 (sha256 of synth_id): {n_held} rows, {tok_held:,} reasoning+answer "
+    print(f"held out at eval_fraction {EVAL_FRACTION} (sha256 of synth_id): {n_held} rows, {tok_held:,} reasoning+answer "
           "tokens (+~11 Harmony header positions per row)")  # fmt: skip
     return 0
 

@@ -1,0 +1,150 @@
+"""The distillation-quality study: the same student, tokens and seeds trained by `pipelines.train` under
+each loss arm, then its held-out metrics side by side (docs/quality.md).
+
+    python benchmarks/quality/study.py --dataset D --store S --out O [--seeds 1 2] [--parallel 4] \
+        [--arms ce_only kd_top64_bucket ...] [-- extra pipelines.train overrides]
+
+Arms (pipelines.train overrides; everything else from `experiment=quality_h200` and the extra overrides):
+
+| arm | what the student trains on |
+| --- | --- |
+| ce_only | the actual next token only (loss.target=labels: a one-hot teacher; no teacher information) |
+| kd_top64_bucket | the stored top-64 with the tail bucket (the default loss) |
+| kd_top8_renorm | the first 8 of the stored top-64, renormalized (the student's tail ignored) |
+| kd_top8_bucket | the first 8 of the stored top-64, with the tail bucket |
+
+Held-out evaluation is the trainer's (vpmoe/train/evaluate.py): on every held-out sequence, the student's
+CE on the actual next token (what decides "better"), KL to the stored teacher's whole top-64 with the
+bucket (whatever the arm trained on), and top-1 agreement with the teacher; every `train.eval_interval`
+steps and at the end. Runs go to `<out>/<arm>-seed<seed>/` (a rerun resumes or skips a finished run);
+`<out>/study.json` gathers each run's eval curve and final metrics, and the mean and spread per arm.
+
+Several runs share the one GPU at a time (`--parallel`): the tiny student's step is host-bound, so they
+overlap on the 16 host cores; every run has its own process, seed and port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ARMS = {
+    "ce_only": ["loss.target=labels"],
+    "kd_top64_bucket": [],
+    "kd_top8_renorm": ["loss.teacher_k=8", "loss.tail=renorm"],
+    "kd_top8_bucket": ["loss.teacher_k=8"],
+}
+METRICS = ("ce", "kl", "top1", "ce_reasoning", "ce_final", "kl_reasoning", "kl_final")
+
+
+def run_dir(out: Path, arm: str, seed: int) -> Path:
+    return out / f"{arm}-seed{seed}"
+
+
+def command(args, arm: str, seed: int) -> list[str]:
+    return [
+        sys.executable, "-m", "pipelines.train", f"dataset={args.dataset}", f"store={args.store}",
+        f"run_dir={run_dir(args.out, arm, seed)}", f"experiment={args.experiment}", f"train.seed={seed}",
+        f"data.seed={seed}", *ARMS[arm], *args.overrides,
+    ]  # fmt: skip
+
+
+def evals(run: Path) -> list[dict]:
+    """The run's eval records (metrics.jsonl), in step order."""
+    f = run / "metrics.jsonl"
+    if not f.exists():
+        return []
+    rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("kind") == "eval"]
+
+
+def summarize(args, runs: dict) -> dict:
+    per_arm = {}
+    for arm in args.arms:
+        finals = [runs[(arm, s)]["final"] for s in args.seeds if runs[(arm, s)]["final"]]
+        per_arm[arm] = {
+            m: {
+                "mean": statistics.fmean(f[m] for f in finals),
+                "stdev": statistics.stdev(f[m] for f in finals) if len(finals) > 1 else float("nan"),
+                "values": [f[m] for f in finals],
+            }
+            for m in METRICS
+            if finals and all(m in f for f in finals)
+        }
+        per_arm[arm]["overrides"] = ARMS[arm]
+        per_arm[arm]["seeds_finished"] = len(finals)
+    return per_arm
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--experiment", default="quality_h200")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--parallel", type=int, default=4, help="runs at a time")
+    ap.add_argument("overrides", nargs="*", help="extra pipelines.train overrides (after --)")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    todo = [(arm, seed) for seed in args.seeds for arm in args.arms]
+    running: dict = {}
+    wall: dict = {}
+    failed = []
+    while todo or running:
+        while todo and len(running) < args.parallel:
+            arm, seed = todo.pop(0)
+            rd = run_dir(args.out, arm, seed)
+            rd.mkdir(parents=True, exist_ok=True)
+            log = open(rd / "study_stdout.log", "ab")  # noqa: SIM115 -- closed when the run ends
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            proc = subprocess.Popen(command(args, arm, seed), stdout=log, stderr=subprocess.STDOUT, env=env)
+            running[(arm, seed)] = (proc, log, time.time())
+            print(f"started {arm} seed {seed}", flush=True)
+        time.sleep(1.0)
+        for key, (proc, log, t0) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            wall[key] = round(time.time() - t0, 1)
+            del running[key]
+            if proc.returncode:
+                failed.append(key)
+            print(f"finished {key[0]} seed {key[1]}: rc {proc.returncode}, {wall[key]} s", flush=True)
+    runs = {}
+    for arm in args.arms:
+        for seed in args.seeds:
+            ev = evals(run_dir(args.out, arm, seed))
+            runs[(arm, seed)] = {
+                "curve": [{"step": e["step"], **{m: e.get(m) for m in METRICS}} for e in ev],
+                "final": ev[-1] if ev else None,
+                "wall_s": wall.get((arm, seed)),
+            }
+    result = {
+        "experiment": args.experiment,
+        "dataset": args.dataset,
+        "store": args.store,
+        "overrides": args.overrides,
+        "seeds": args.seeds,
+        "arms": summarize(args, runs),
+        "runs": {f"{a}-seed{s}": r for (a, s), r in runs.items()},
+        "failed": [f"{a}-seed{s}" for a, s in failed],
+    }
+    (args.out / "study.json").write_text(json.dumps(result, indent=1) + "\n")
+    for arm, row in result["arms"].items():
+        cells = "  ".join(
+            f"{m} {row[m]['mean']:.4f}±{row[m]['stdev']:.4f}" for m in ("ce", "kl", "top1") if m in row
+        )
+        print(f"{arm:<16} {cells}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
