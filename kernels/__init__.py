@@ -4,7 +4,7 @@ Kept light on purpose: importing the package imports neither torch nor triton; `
 sparse_kl`` loads kernels.sparse_kl_head on first use, and triton is imported only when impl="triton" runs.
 """
 
-__all__ = ["SparseKLResult", "sparse_kl"]
+__all__ = ["NO_ID", "SparseKLResult", "sparse_kl"]
 
 
 def __getattr__(name: str):

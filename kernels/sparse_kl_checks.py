@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 IGNORE_INDEX = -100
+NO_ID = -1  # a teacher slot without an id (padding of a sampled row): no mass on either side, skipped
 
 
 def check_args(
@@ -130,16 +131,17 @@ def validate_ids(
         v_total = torch.full((1,), v_local, dtype=torch.int64, device=labels.device)
         dist.all_reduce(v_total, group=group)
     valid = labels != IGNORE_INDEX
-    bad_ids = ((teacher_ids < 0) | (teacher_ids >= v_total)) & valid[:, None]
+    has_id = teacher_ids != NO_ID  # a NO_ID slot's log-prob is not read (sampled rows pad it with -inf)
+    bad_ids = ((teacher_ids < 0) | (teacher_ids >= v_total)) & has_id & valid[:, None]
     bad_lab = ((labels < 0) | (labels >= v_total)) & valid
-    bad_lp = ~torch.isfinite(teacher_logprobs) & valid[:, None]
+    bad_lp = ~torch.isfinite(teacher_logprobs) & has_id & valid[:, None]
     torch._assert_async(
         ~bad_lp.any(), "sparse_kl: teacher log-probs of supervised rows are not finite (NaN or inf)"
     )
     torch._assert_async(
         ~(bad_ids.any() | bad_lab.any()),
-        "sparse_kl: teacher ids or labels of supervised rows are outside [0, V) (V: the whole vocabulary; "
-        "ignored rows must carry label -100)",
+        "sparse_kl: teacher ids or labels of supervised rows are outside [0, V) and not NO_ID (V: the whole "
+        "vocabulary; ignored rows must carry label -100)",
     )
     T = labels.shape[0]
     if supervised_rows is not None and T > 0:  # T = 0: check_args already bounded the index to 0 rows

@@ -73,7 +73,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from kernels.sparse_kl_checks import IGNORE_INDEX, check_args
+from kernels.sparse_kl_checks import IGNORE_INDEX, NO_ID, check_args  # noqa: F401 -- NO_ID: public
 from kernels.sparse_kl_checks import validate_ids as _validate_ids  # a module global: tests may patch it
 from kernels.sparse_kl_torch import Q_TAIL_FLOOR
 from kernels.sparse_kl_torch import dense_grad_ as _dense_grad_torch_
@@ -126,8 +126,10 @@ def sparse_kl(
     """Sparse-teacher KL (+ optional CE) of the LM head ``hidden @ weight.T`` without [T, V] logits.
 
     hidden [T, H]; weight [V_local, H] (rows vocab_start .. vocab_start + V_local of the vocabulary; the
-    whole vocabulary when process_group is None); teacher_ids [T, k] int (distinct per row);
-    teacher_logprobs [T, k] (full-vocabulary log-probs); labels [T] int, -100 = ignored (position t
+    whole vocabulary when process_group is None); teacher_ids [T, k] int (distinct per row; ``NO_ID``
+    (-1) marks an empty slot, which holds no mass on either side and whose log-prob is not read: the
+    padding of sampled rows, vpmoe/teacher/sampling.py, whose teacher tail is then 1 - sum of the row's
+    probabilities); teacher_logprobs [T, k] (full-vocabulary log-probs); labels [T] int, -100 = ignored (position t
     predicts token t + 1: labels are already shifted); token_weights [T] or None (= 1).
     The trainer passes w_t = w_span / N_span (N counted over the whole optimizer step) as token_weights,
     so ``loss`` is its span-normalized contribution and ``loss.backward()`` gives the right gradient.

@@ -75,9 +75,11 @@ def row_terms(
     """Per-row maths of supervised rows (module docstring of kernels/sparse_kl_head.py for the formulas)."""
     f64 = torch.float64
     z_ids, z_lab, m, s1, w = z_ids.to(f64), z_lab.to(f64), m.to(f64), s1.to(f64), w.to(f64)
-    lp = teacher_lp.to(f64)
+    # NO_ID slots (padding of sampled rows) hold neither teacher nor student mass: p = q = 0 there.
+    has_id = teacher_ids >= 0
+    lp = torch.where(has_id, teacher_lp.to(f64), -math.inf)
     lse1 = m + torch.log(s1)
-    logq1_ids = z_ids - lse1[:, None]
+    logq1_ids = torch.where(has_id, z_ids - lse1[:, None], -math.inf)
     q1_ids = torch.exp(logq1_ids)
     q1_lab = torch.exp(z_lab - lse1)
     ce = lse1 - z_lab
@@ -85,7 +87,7 @@ def row_terms(
     if bucket:
         # Student tempered log-probs at the teacher ids; its tail in log space.
         lset = m / tau + torch.log(st.to(f64)) if st is not None else lse1
-        logqt_ids = z_ids / tau - lset[:, None]
+        logqt_ids = torch.where(has_id, z_ids / tau - lset[:, None], -math.inf)
         logqt_tail = _log1mexp(torch.logsumexp(logqt_ids, dim=-1)).clamp(min=math.log(Q_TAIL_FLOOR))
         # Teacher: tail from its own top-k (log1mexp of logsumexp: no 1 - sum cancellation), then
         # tempering of the (k+1)-way coarse distribution.
@@ -102,7 +104,7 @@ def row_terms(
     else:
         lset = lse1
         logp_ids = torch.log_softmax(lp / tau, dim=-1)
-        logqh_ids = torch.log_softmax(z_ids / tau, dim=-1)
+        logqh_ids = torch.log_softmax(torch.where(has_id, z_ids / tau, -math.inf), dim=-1)
         p_ids = torch.exp(logp_ids)
         kl = _plogratio(p_ids, logp_ids, logqh_ids).sum(-1)
         a_dense = torch.zeros_like(m)
@@ -122,12 +124,12 @@ def row_terms(
         dense_lab = c1 * q1_lab
     is_lab = teacher_ids == labels[:, None]
     corr_ids = w[:, None] * corr_ids
-    val_ids = dense_ids + corr_ids - (w * ce_weight)[:, None] * is_lab
+    val_ids = torch.where(has_id, dense_ids + corr_ids - (w * ce_weight)[:, None] * is_lab, 0.0)
     # The label may be one of the teacher ids: then both positions get the same (complete) value.
     val_lab = dense_lab - w * ce_weight + (corr_ids * is_lab).sum(-1)
 
-    top1 = teacher_lp.argmax(dim=-1, keepdim=True)
-    agree = z_ids.gather(1, top1).squeeze(1) >= m
+    top1 = lp.argmax(dim=-1, keepdim=True)
+    agree = (z_ids.gather(1, top1).squeeze(1) >= m) & has_id.any(dim=-1)  # no id: no teacher top-1
     return RowTerms(
         kl=kl,
         ce=ce,

@@ -151,14 +151,15 @@ def _row_terms_kernel(
     f64 = tl.float64
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, KP)
-    km = offs < K
+    in_k = offs < K
+    ids = tl.load(ids_ptr + row * K + offs, mask=in_k, other=-1)
+    km = in_k & (ids >= 0)  # NO_ID slots (padding of sampled rows) hold no mass on either side
     lab = tl.load(lab_ptr + row)
     w = tl.load(w_ptr + row).to(f64)
     m = tl.load(m_ptr + row).to(f64)
     lse1 = m + tl.log(tl.load(s1_ptr + row).to(f64))
     zi = tl.load(zid_ptr + row * K + offs, mask=km, other=0.0).to(f64)
     lp = tl.load(lp_ptr + row * K + offs, mask=km, other=float("-inf")).to(f64)
-    ids = tl.load(ids_ptr + row * K + offs, mask=km, other=-1)
     zl = tl.load(zlab_ptr + row).to(f64)
     q1 = tl.where(km, tl.exp(zi - lse1), 0.0)
     q1l = tl.exp(zl - lse1)
@@ -212,7 +213,7 @@ def _row_terms_kernel(
     # Teacher top-1 = first maximum of lp (torch.argmax's tie rule); agree when its logit is the max.
     lpm = tl.where(km, lp, float("-inf"))
     top = tl.min(tl.where(lpm == tl.max(lpm, axis=0), offs, KP), axis=0)
-    agree = tl.sum(tl.where(offs == top, zi, 0.0), axis=0) >= m
+    agree = (tl.sum(tl.where(offs == top, zi, 0.0), axis=0) >= m) & (tl.sum(km.to(tl.int32), axis=0) > 0)
     tl.store(kl_ptr + row, kl.to(kl_ptr.dtype.element_ty))
     tl.store(ce_ptr + row, ce.to(ce_ptr.dtype.element_ty))
     tl.store(tm_ptr + row, tl.sum(tl.where(km, tl.exp(lp), 0.0), axis=0).to(tm_ptr.dtype.element_ty))
@@ -223,7 +224,7 @@ def _row_terms_kernel(
     tl.store(lset_ptr + row, lset.to(tl.float32))
     tl.store(c1_ptr + row, c1.to(tl.float32))
     tl.store(ct_ptr + row, ct.to(tl.float32))
-    tl.store(vid_ptr + row * K + offs, val_ids.to(tl.float32), mask=km)
+    tl.store(vid_ptr + row * K + offs, tl.where(km, val_ids, 0.0).to(tl.float32), mask=in_k)
     tl.store(vlab_ptr + row, val_lab.to(tl.float32))
 
 

@@ -159,3 +159,23 @@ def scored_store(tmp_path_factory, small_dataset, tiny_teacher) -> Path:
     (out / "console.txt").write_text(res.stdout + res.stderr)  # what a user saw (tests/test_score.py)
     line = [x for x in res.stdout.splitlines() if x.startswith("store=")][-1]
     return Path(line.removeprefix("store="))
+
+
+@pytest.fixture(scope="module")
+def triton_interpreter():
+    """TRITON_INTERPRET=1 while one module's tests run (other modules and the libraries they use see the
+    environment unchanged); it must be set when kernels.sparse_kl_triton is first imported (lazily, on the
+    first impl="triton" call), because @triton.jit picks the interpreter at decoration time. With CUDA the
+    kernels run compiled and nothing is set. Use: pytestmark = pytest.mark.usefixtures("triton_interpreter")."""
+    import torch
+
+    if torch.cuda.is_available():
+        yield
+        return
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    yield
+    if old is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = old

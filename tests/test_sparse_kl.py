@@ -14,29 +14,16 @@ import torch
 import kernels.sparse_kl_head as head
 from kernels import sparse_kl
 
-# The Triton kernels run in the CPU interpreter here. TRITON_INTERPRET=1 is set only while this module's
-# tests run (other test modules and the libraries they use see the environment unchanged); it must be set
-# when kernels.sparse_kl_triton is first imported (lazily, on the first impl="triton" call), because
-# @triton.jit picks the interpreter at decoration time. On a CUDA machine these tests are skipped.
+# The Triton kernels run in the CPU interpreter here (conftest.triton_interpreter); on a CUDA machine
+# these tests are skipped (tests/gpu runs the compiled kernels).
 INTERPRETER = not torch.cuda.is_available()
 needs_interpreter = pytest.mark.skipif(
     not INTERPRETER, reason="Triton CPU interpreter tests run without CUDA"
 )
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # where() lanes
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _triton_interpreter():
-    if not INTERPRETER:
-        yield
-        return
-    old = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    yield
-    if old is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = old
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),  # where() lanes
+    pytest.mark.usefixtures("triton_interpreter"),
+]
 
 
 def make_case(
