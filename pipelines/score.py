@@ -1,7 +1,7 @@
 """Score a prepared dataset with the GPT-OSS teacher (vLLM prompt logprobs) into a Zarr teacher store.
 
     python -m pipelines.score dataset=<prepared dir> teacher.model=<teacher dir> output=<store root>
-        [teacher=cpu] [teacher.k=64] [score.worker=i score.num_workers=n]
+        [teacher=cpu] [teacher.k=64] [teacher.storage=sampled teacher.samples=50] [score.worker=i score.num_workers=n]
 
 Contract: docs/teacher_store.md. Resumable shard by shard; prints the store path.
 """

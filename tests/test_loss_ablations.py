@@ -61,7 +61,7 @@ def test_config_checks_and_the_measured_config():
     with pytest.raises(ValueError, match=r"loss\.target"):
         LossConfig(target="student")
     with pytest.raises(ValueError, match="teacher_k=65 > the teacher store's k=64"):
-        LossConfig(teacher_k=65).check_store_k(64)
+        LossConfig(teacher_k=65).check_store(64)
     # Renormalized over one id, teacher and student both put mass 1 on it: a loss of 0, refused.
     for one_id in ({"target": "labels"}, {"teacher_k": 1}):
         with pytest.raises(ValueError, match="a loss of 0"):

@@ -172,13 +172,13 @@ def test_array_files_are_zarr_shards_and_bad_ones_are_refused(tmp_path):
 
     import google_crc32c
 
-    from vpmoe.teacher.store import LAYOUT, ArrayFile
+    from vpmoe.teacher.store import ARRAYS, LAYOUT, ArrayFile
 
     rows = synthetic_rows(1500, 6, seed=6)
     group, _ = write_shard(tmp_path / "a", rows, cuts=[700])
     files = sorted(p.relative_to(group) for p in group.rglob("*") if p.is_file())
     assert [str(p) for p in files if "/c/" in str(p)] == [f"{n}/c/0" + ("/0" if n.startswith("topk") else "")
-                                                           for n in sorted(LAYOUT)]  # fmt: skip
+                                                           for n in sorted(ARRAYS)]  # fmt: skip
     codes = ArrayFile(group / "topk_id_codes")
     codes_file = Path(codes.file)
     assert codes.rows == LAYOUT["topk_id_codes"].rows and codes.n_chunks == -(-1500 // codes.rows)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass
 
@@ -72,6 +73,18 @@ class ParallelConfig:
 
 
 _CREATED_PROCESS_GROUP = False
+
+
+def rank_device(kind: str) -> torch.device:
+    """This process's device for `kind` ("cpu" | "cuda"): on CUDA the GPU of LOCAL_RANK (torchrun's; 0 in a
+    single process), which `init_parallel` requires explicitly."""
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device cuda asked for, but CUDA is not available; use cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if kind != "cpu":
+        raise ValueError(f"device must be cpu or cuda, got {kind!r}")
+    return torch.device("cpu")
 
 
 def init_parallel(cfg: ParallelConfig, *, device: torch.device) -> None:

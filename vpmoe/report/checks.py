@@ -37,6 +37,21 @@ CHECKS = {
     "teacher_not_degenerate": "per shard, the mean top-1 log-prob is at least min_top1_gain nats above a "
     "uniform distribution's -ln(vocab): not the near-uniform rows of a teacher the engine ran wrongly",
 }
+# A sampled store (vpmoe/teacher/sampled_store.py) holds drawn ids and counts, no log-probs: its checks
+# are these (the row checks on its ids and actual-token values, and its own count and mass checks).
+STORE_LEVEL = ("shards_committed", "no_extra_shards", "checksums", "provenance", "readable", "alignment")
+SAMPLED_CHECKS = {
+    **{name: CHECKS[name] for name in STORE_LEVEL},
+    "ids_in_range": "drawn ids in [0, padded vocab)",
+    "unique_ids": "no id twice in a sampled row",
+    "finite": "actual-token log-probs finite",
+    "nonpositive": "actual-token log-probs <= logprob_tolerance, ranks >= 1",
+    "sampled_counts": "every drawn id's count >= 1; a row's counts plus its tail count = N (scoring_config.samples); "
+    "row_unique adds up to the sequence's entries (seq_entry_offsets)",
+    "teacher_not_degenerate": "per shard, the mean drawn mass (1 - tail draws / N, the top-k mass estimate) is at "
+    "least e^min_top1_gain times a uniform distribution's k / vocab: not the near-uniform rows of a teacher the "
+    "engine ran wrongly",
+}
 ROOT = "(root)"  # the shard name of findings about the store as a whole (root attributes)
 
 
@@ -48,8 +63,20 @@ class Finding:
 
 @dataclass
 class CheckLog:
-    findings: dict[str, dict[str, Finding]] = field(default_factory=lambda: {c: {} for c in CHECKS})
-    notes: dict[str, list[str]] = field(default_factory=lambda: {c: [] for c in CHECKS})
+    """Findings per check of one store kind: `checks` is CHECKS (top-k stores) or SAMPLED_CHECKS."""
+
+    checks: dict[str, str] = field(default_factory=lambda: CHECKS)
+    findings: dict[str, dict[str, Finding]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.use(self.checks)
+
+    def use(self, checks: dict[str, str]) -> None:
+        """Switch to another store kind's checks (once the root attributes say which), keeping findings."""
+        self.checks = checks
+        self.findings = {c: self.findings.get(c, {}) for c in checks}
+        self.notes = {c: self.notes.get(c, []) for c in checks}
 
     def fail(self, check: str, shard: str, detail: str, *, count: int = 1, where: dict | None = None) -> None:
         f = self.findings[check].get(shard)
@@ -64,7 +91,7 @@ class CheckLog:
 
     def merge(self, other: CheckLog) -> None:
         """Add another log's findings (another shard's: shards do not overlap, counts add if they do)."""
-        for check in CHECKS:
+        for check in self.checks:
             for shard, f in other.findings[check].items():
                 if shard in self.findings[check]:
                     self.findings[check][shard].count += f.count
@@ -73,11 +100,11 @@ class CheckLog:
             self.notes[check].extend(other.notes[check])
 
     def failed(self) -> list[str]:
-        return [c for c in CHECKS if self.findings[c]]
+        return [c for c in self.checks if self.findings[c]]
 
     def to_dict(self) -> dict:
         out = {}
-        for c, desc in CHECKS.items():
+        for c, desc in self.checks.items():
             shards = self.findings[c]
             out[c] = {
                 "description": desc,

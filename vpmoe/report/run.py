@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.report.checks import CHECKS, CheckLog
+from vpmoe.report.checks import SAMPLED_CHECKS, CheckLog
+from vpmoe.report.sampled_scan import summarize as sampled_summary
 from vpmoe.report.scan import NONE_GROUP, ScanContext, ShardInfo, ShardJob, scan_shard
 from vpmoe.report.stats import FINE_BINS, StatsAccumulator
 from vpmoe.report.store_checks import check_provenance, check_shard_dir, list_shards_dir, root_attrs
@@ -106,7 +107,7 @@ class Report:
         failed = self.checks.failed()
         committed = self.committed_shards()
         head = (
-            f"report {'PASS' if not failed else 'FAIL'}: {len(CHECKS) - len(failed)}/{len(CHECKS)} checks passed, "
+            f"report {'PASS' if not failed else 'FAIL'}: {len(self.checks.checks) - len(failed)}/{len(self.checks.checks)} checks passed, "
             f"{committed}/{len(self.shards)} shards committed, {self.positions_scanned:,} positions scanned, "
             f"{len(self.quarantined())} sample(s) quarantined"
         )
@@ -122,7 +123,12 @@ class Report:
         ok = [s for s in self.shards.values() if s.stored_bytes is not None and s.positions]
         positions = sum(s.positions for s in ok)
         stored = sum(s.stored_bytes for s in ok)
-        raw = positions * raw_bytes_per_position(self.k) if self.k else None
+        unique = (self.statistics.get("sampled") or {}).get("unique_ids_per_position", {}).get("mean")
+        per_position = (
+            raw_bytes_per_position(self.k) if "sampled" not in self.statistics
+            else SAMPLED_RAW_ENTRY_BYTES * unique + SAMPLED_RAW_ROW_BYTES if unique is not None else None
+        )  # fmt: skip
+        raw = positions * per_position if self.k and per_position else None
         by_array: dict[str, int] = {}
         for s in ok:
             for name, b in s.bytes_by_array.items():
@@ -133,7 +139,8 @@ class Report:
             "stored_bytes": stored,
             "raw_bytes": raw,
             "bytes_per_position": stored / positions if positions else None,
-            "raw_bytes_per_position": raw_bytes_per_position(self.k) if self.k else None,
+            "raw_bytes_per_position": per_position if self.k else None,
+            "raw_layout": SAMPLED_RAW_LAYOUT if "sampled" in self.statistics else RAW_LAYOUT,
             "compression_ratio": raw / stored if raw and stored else None,
             "bytes_per_position_by_array": {n: b / positions for n, b in sorted(by_array.items())}
             if positions
@@ -152,7 +159,7 @@ class Report:
             "schema_version": REPORT_SCHEMA_VERSION,
             "verdict": "PASS" if self.passed else "FAIL",
             "summary": {
-                "checks": len(CHECKS),
+                "checks": len(self.checks.checks),
                 "checks_failed": len(self.checks.failed()),
                 "failed": self.checks.failed(),
                 "shards_expected": len(self.shards),
@@ -188,6 +195,13 @@ class Report:
         }
 
 
+RAW_LAYOUT = "k x (uint32 id + fp32 log-prob) + position, actual-token log-prob and rank at 4 bytes"
+# A sampled row at plain widths: per drawn id a uint32 id and a uint8 count; per row a uint8 id count, a
+# uint8 tail count, and position, actual-token log-prob and rank at 4 bytes.
+SAMPLED_RAW_ENTRY_BYTES, SAMPLED_RAW_ROW_BYTES = 5, 14
+SAMPLED_RAW_LAYOUT = "per drawn id: uint32 id + uint8 count; per row: uint8 id count and tail count, position, actual-token log-prob and rank at 4 bytes"
+
+
 def raw_bytes_per_position(k: int) -> int:
     """Uncompressed size of one row at plain widths: k x (uint32 id + fp32 log-prob) + int32 position +
     fp32 actual-token log-prob + uint32 rank."""
@@ -203,6 +217,9 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
         raise ReportError(str(e)) from e
     checks = CheckLog()
     attrs = root_attrs(store, checks)
+    storage_kind = (attrs.get("scoring_config") or {}).get("storage", "topk")
+    if storage_kind == "sampled":
+        checks.use(SAMPLED_CHECKS)
     vocab = int(ds.manifest.tokenizer["padded_vocab_size"])
     k = attrs.get("k") if isinstance(attrs.get("k"), int) and attrs["k"] >= 1 else None
     check_provenance(attrs, ds, vocab, checks)
@@ -230,7 +247,9 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
     bar = progress(
         total=sum(sum(j.entry.supervised_tokens.values()) for j in jobs), desc="report", unit="pos"
     )
-    context = ScanContext(ds=ds, attrs=attrs, k=k, vocab=vocab, cfg=cfg, groupings=groupings)
+    context = ScanContext(
+        ds=ds, attrs=attrs, k=k, vocab=vocab, cfg=cfg, groupings=groupings, storage=storage_kind
+    )
     scanned = 0
     for result in _scan_all(jobs, context, cfg.workers, bar):
         checks.merge(result.checks)
@@ -238,6 +257,8 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
         shards[result.stem] = result.info
         scanned += result.scanned
     bar.close()
+    samples = int((attrs.get("scoring_config") or {}).get("samples", 0))
+    sampled = sampled_summary([s.sampled for s in shards.values() if s.sampled], samples)
     return Report(
         store=store,
         dataset=dataset_dir if storage.is_remote(str(dataset_dir)) else Path(dataset_dir),
@@ -246,7 +267,7 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
         vocab=vocab,
         k=k,
         checks=checks,
-        statistics=stats.summary(cfg.hist_bins),
+        statistics=stats.summary(cfg.hist_bins) if storage_kind != "sampled" else {"sampled": sampled},
         shards=shards,
         positions_scanned=scanned,
         seconds=time.perf_counter() - t0,

@@ -14,7 +14,7 @@ import numpy as np
 from vpmoe.data.harmony_render import IGNORE_INDEX, Span
 from vpmoe.data.manifest import ManifestError, ShardEntry
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.report.checks import CheckLog, RowBlock, decode, value_failures
+from vpmoe.report.checks import CHECKS, SAMPLED_CHECKS, CheckLog, RowBlock, decode, value_failures
 from vpmoe.report.stats import StatsAccumulator, row_metrics
 from vpmoe.report.store_checks import check_checksums
 from vpmoe.teacher.convert import near_uniform
@@ -43,6 +43,8 @@ class ShardInfo:
     # Samples the scorer left out (teacher output failed validation; listed in the marker): sample id ->
     # reasons. They are not misalignment: the shard is aligned against the dataset shard without them.
     quarantined: dict = field(default_factory=dict)
+    # A sampled store's row statistics (sampled_scan.py): unique ids per row (counts of 0..255), draws.
+    sampled: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class ScanContext:
     vocab: int
     cfg: Any  # ReportConfig
     groupings: dict[str, list[str]]
+    storage: str = "topk"  # or "sampled" (its rows are scanned by sampled_scan.py)
 
 
 @dataclass
@@ -77,16 +80,21 @@ class ShardResult:
 
 def scan_shard(job: ShardJob, ctx: ScanContext, bar=None) -> ShardResult:
     """Checksums, then the scan, of one committed shard (module-level: runs in worker processes)."""
-    checks = CheckLog()
+    sampled = ctx.storage == "sampled"
+    if sampled:
+        from vpmoe.report.sampled_scan import SampledShardScan
+    checks = CheckLog(SAMPLED_CHECKS if sampled else CHECKS)
     stats = StatsAccumulator(ctx.groupings)
     check_checksums(job.path, job.files, job.marker, job.stem, checks)
-    scan = ShardScan(job, ctx, checks)
+    scan = (SampledShardScan if sampled else ShardScan)(job, ctx, checks)
     info = scan.run(stats, bar)
     return ShardResult(job.stem, info, checks, stats, scan.scanned)
 
 
 class ShardScan:
     """One committed shard: layout, alignment, then the streaming value/statistics pass."""
+
+    ARRAYS = ARRAYS  # the arrays of the shard group
 
     def __init__(self, job: ShardJob, ctx: ScanContext, checks: CheckLog):
         self.path, self.stem, self.entry, self.marker = job.path, job.stem, job.entry, job.marker
@@ -134,7 +142,7 @@ class ShardScan:
         info.quarantined = {sid: e.get("reasons") for sid, e in quarantined.items()}
         self.sample_ids = shard.sample_ids
         expect = _expected_rows(shard)
-        info.sequences, info.stored_bytes, info.bytes_by_array = len(shard), *_sizes(self.files)
+        info.sequences, info.stored_bytes, info.bytes_by_array = len(shard), *_sizes(self.files, self.ARRAYS)
         self._check_marker(shard, expect)
         arrays = self._open_arrays(len(shard))
         if arrays is None:
@@ -169,7 +177,7 @@ class ShardScan:
             return None
         arrays, problems = {}, []
         k = self.k
-        for name in ARRAYS:
+        for name in self.ARRAYS:
             try:
                 # Read with the store's own decoder (the layout checked, every crc verified): zarr's
                 # generic path reads these sharded arrays ~3x slower (a Python task per 256-row inner
@@ -199,17 +207,21 @@ class ShardScan:
                 problems.append(
                     f"seq_offsets: shape {arrays['seq_offsets'].shape}, expected ({num_seqs + 1},)"
                 )
-            try:
-                self.id_order = IdOrder(arrays["id_order"][:], self.vocab)
-            except IdOrderError as e:
-                problems.append(f"id_order: {e}")
-            except Exception as e:  # a chunk that does not decode
-                problems.append(f"id_order: does not decode ({type(e).__name__}: {e})")
+            self._load_id_order(arrays["id_order"], problems)
         if problems:
             self.fail("readable", "; ".join(problems), count=len(problems))
             return None
         self.k = k
         return arrays
+
+    def _load_id_order(self, arr, problems: list[str]) -> None:
+        """The shard's code table (`self.id_order`), or why not into `problems`."""
+        try:
+            self.id_order = IdOrder(arr[:], self.vocab)
+        except IdOrderError as e:
+            problems.append(f"id_order: {e}")
+        except Exception as e:  # a chunk that does not decode
+            problems.append(f"id_order: does not decode ({type(e).__name__}: {e})")
 
     def _check_alignment(self, arrays: dict, expect, num_seqs: int) -> bool:
         n_rows, n_expected = arrays["positions"].shape[0], len(expect.positions)
@@ -392,9 +404,9 @@ def _group_codes(shard, expect: _Expected, groupings: dict[str, list[str]]) -> d
     }
 
 
-def _sizes(files: dict[str, int]) -> tuple[int, dict[str, int]]:
+def _sizes(files: dict[str, int], arrays: tuple[str, ...]) -> tuple[int, dict[str, int]]:
     """Stored bytes of the shard group, in all and per array, from its listing."""
-    by_array: dict[str, int] = {name: 0 for name in ARRAYS}
+    by_array: dict[str, int] = {name: 0 for name in arrays}
     for key, size in files.items():
         top = key.split("/", 1)[0]
         if top in by_array:

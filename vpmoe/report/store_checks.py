@@ -11,7 +11,7 @@ from pathlib import Path
 from vpmoe.data.manifest import ShardEntry
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.report.checks import ROOT, CheckLog
-from vpmoe.teacher.store import MARKER_SUFFIX, STORE_SCHEMA_VERSION, StoreProvenance
+from vpmoe.teacher.store import MARKER_SUFFIX, STORE_SCHEMAS, StoreProvenance
 from vpmoe.utils import storage
 from vpmoe.utils.hashing import sha256_json
 
@@ -36,8 +36,17 @@ def check_provenance(attrs: dict, ds: PreparedDataset, vocab: int, checks: Check
     missing = [f.name for f in dataclasses.fields(StoreProvenance) if f.name not in attrs]
     if missing:
         problems.append(f"attributes missing: {', '.join(missing)}")
-    if attrs.get("schema_version") != STORE_SCHEMA_VERSION:
-        problems.append(f"schema_version {attrs.get('schema_version')!r}, expected {STORE_SCHEMA_VERSION}")
+    sc = attrs.get("scoring_config")
+    storage_kind = sc.get("storage", "topk") if isinstance(sc, dict) else "topk"
+    schema = STORE_SCHEMAS.get(storage_kind)
+    if schema is None:
+        problems.append(f"scoring_config.storage {storage_kind!r} is not one of {sorted(STORE_SCHEMAS)}")
+    elif attrs.get("schema_version") != schema:
+        problems.append(
+            f"schema_version {attrs.get('schema_version')!r}, expected {schema} ({storage_kind} store)"
+        )
+    if storage_kind == "sampled" and not (isinstance(sc.get("samples"), int) and 1 <= sc["samples"] <= 255):
+        problems.append(f"scoring_config.samples {sc.get('samples')!r} is not in [1, 255]")
     if "dataset_manifest_hash" in attrs and attrs["dataset_manifest_hash"] != ds.manifest_hash:
         problems.append(
             f"store was scored from dataset {attrs['dataset_manifest_hash']}, the dataset is {ds.manifest_hash}"
@@ -47,7 +56,6 @@ def check_provenance(attrs: dict, ds: PreparedDataset, vocab: int, checks: Check
     k, dtype = attrs.get("k"), attrs.get("dtype")
     if "k" in attrs and not (isinstance(k, int) and k >= 1):
         problems.append(f"k {k!r} is not a positive integer")
-    sc = attrs.get("scoring_config")
     if isinstance(sc, dict):
         if "scoring_config_hash" in attrs and sha256_json(sc) != attrs["scoring_config_hash"]:
             problems.append("scoring_config_hash does not match scoring_config")
@@ -58,8 +66,11 @@ def check_provenance(attrs: dict, ds: PreparedDataset, vocab: int, checks: Check
     if isinstance(tc, dict) and tc.get("vocab_size") != vocab:
         problems.append(f"teacher vocab_size {tc.get('vocab_size')!r} != dataset padded vocab {vocab}")
     tid, wsha = attrs.get("teacher_id"), attrs.get("teacher_weights_sha256")
-    if isinstance(tid, str) and isinstance(wsha, str) and not tid.endswith(f"-{wsha[:12]}-{dtype}-k{k}"):
-        problems.append(f"teacher_id {tid!r} does not end in -<weights sha[:12]>-<dtype>-k<k>")
+    suffix = f"-{wsha[:12] if isinstance(wsha, str) else ''}-{dtype}-k{k}"
+    if storage_kind == "sampled" and isinstance(sc, dict):
+        suffix += f"-s{sc.get('samples')}"
+    if isinstance(tid, str) and isinstance(wsha, str) and not tid.endswith(suffix):
+        problems.append(f"teacher_id {tid!r} does not end in -<weights sha[:12]>-<dtype>-k<k>[-s<samples>]")
     if problems:
         checks.fail("provenance", ROOT, "; ".join(problems), count=len(problems))
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from vpmoe.report.checks import CHECKS
 from vpmoe.report.run import Report, ReportError
 from vpmoe.report.stats import METRICS, QUANTILES
 from vpmoe.utils import storage
@@ -104,8 +103,7 @@ def markdown(d: dict, images: list[str]) -> str:
         "| check | result | failures | shards | first failure |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for name in CHECKS:
-        c = d["checks"][name]
+    for name, c in d["checks"].items():
         first = ""
         if c["shards"]:
             shard, f = next(iter(c["shards"].items()))
@@ -119,7 +117,7 @@ def markdown(d: dict, images: list[str]) -> str:
         result = "pass" if c["passed"] else "**FAIL**"
         lines.append(f"| {name} | {result} | {_fmt(c['failures'])} | {shards} | {_escape(first)} |")
     lines += ["", "What each check verifies:", ""]
-    lines += [f"- `{name}`: {desc}" for name, desc in CHECKS.items()]
+    lines += [f"- `{name}`: {c['description']}" for name, c in d["checks"].items()]
     notes = [n for c in d["checks"].values() for n in c["notes"]]
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
@@ -141,7 +139,25 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _sampled_md(s: dict) -> list[str]:
+    u = s["unique_ids_per_position"]
+    return [
+        "",
+        "## Teacher statistics (sampled rows)",
+        "",
+        f"Over the {_fmt(s['rows'])} rows that passed every value check; N = {s['samples']} draws per position "
+        'from the teacher\'s (k+1)-way distribution (docs/teacher_store.md "Sampled stores").',
+        "",
+        "| unique ids per position: mean | p10 | p50 | p90 | max | tail draws (share) | top-1 draws (share) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| {_fmt(u['mean'])} | {_fmt(u['p10'])} | {_fmt(u['p50'])} | {_fmt(u['p90'])} | {_fmt(u['max'])} | "
+        f"{_fmt(s['tail_draw_share'])} | {_fmt(s['top1_draw_share'])} |",
+    ]
+
+
 def _statistics_md(stats: dict, images: list[str]) -> list[str]:
+    if "sampled" in stats:
+        return _sampled_md(stats["sampled"])
     qkeys = [f"p{round(q * 100)}" for q in QUANTILES]
     lines = [
         "",
@@ -186,8 +202,7 @@ def _storage_md(d: dict) -> list[str]:
         "## Storage",
         "",
         f"- bytes/position: {_fmt(s['bytes_per_position'])} stored vs {_fmt(s['raw_bytes_per_position'])} raw "
-        f"(k x (uint32 id + fp32 log-prob) + position, actual-token log-prob and rank at 4 bytes): "
-        f"compression ratio {_fmt(s['compression_ratio'])}",
+        f"({s['raw_layout']}): compression ratio {_fmt(s['compression_ratio'])}",
         "- by array (bytes/position): "
         + ", ".join(f"{n} {_fmt(v)}" for n, v in s["bytes_per_position_by_array"].items()),
         f"- positions per shard: min {_fmt(pps['min'])}, median {_fmt(pps['median'])}, max {_fmt(pps['max'])}",
@@ -227,8 +242,10 @@ def write_plots(d: dict, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     written = []
-    spans = d["statistics"]["span"]
-    for m in METRICS:
+    spans = d["statistics"].get(
+        "span"
+    )  # none for a sampled store: its statistics are one table (_sampled_md)
+    for m in METRICS if spans is not None else ():
         fig, ax = plt.subplots(figsize=(6, 3.5))
         drew = False
         for span, color in SPAN_COLORS.items():

@@ -66,8 +66,15 @@ def topk_chunk_rows(mean_positions_per_sequence: float) -> int:
     return fit[-1] if fit else TOPK_CHUNK_ROWS[0]
 
 
+# Sampled stores (vpmoe/teacher/sampling.py) keep ragged rows as flat arrays of (id, count) entries,
+# ~12 per position at N = 50: their inner chunks hold ENTRY_ROWS_PER_ROW x the store's top-k chunk rows
+# entries, about as many positions' worth as a top-k chunk.
+ENTRY_ROWS_PER_ROW = 16
+ENTRY_CHUNK_ROWS = tuple(ENTRY_ROWS_PER_ROW * r for r in TOPK_CHUNK_ROWS)
+
 _SCALARS = {"shuffle": "shuffle", "cname": "lz4", "clevel": 9, "rows": 1024, "blocksize": 0}
 _WHOLE = {"shuffle": "shuffle", "rows": None, "blocksize": 0}
+_ENTRIES = {"rows": ENTRY_CHUNK_ROWS[-1], "rows_choices": ENTRY_CHUNK_ROWS}
 LAYOUT = {
     "positions": ArrayLayout(dtype=np.int32, **_SCALARS),
     "topk_id_codes": ArrayLayout(dtype=np.uint32, rows_choices=TOPK_CHUNK_ROWS),
@@ -76,10 +83,20 @@ LAYOUT = {
     "target_logprob": ArrayLayout(dtype=np.float32, **_SCALARS),
     "target_rank": ArrayLayout(dtype=np.uint32, **_SCALARS),
     "seq_offsets": ArrayLayout(dtype=np.int64, **_WHOLE),
+    # sampled stores only (their shard groups have no topk_* arrays)
+    "row_unique": ArrayLayout(dtype=np.uint8, **_SCALARS),
+    "tail_count": ArrayLayout(dtype=np.uint8, **_SCALARS),
+    "sampled_id_codes": ArrayLayout(dtype=np.uint32, **_ENTRIES),
+    "sampled_counts": ArrayLayout(dtype=np.uint8, **_ENTRIES),
+    "seq_entry_offsets": ArrayLayout(dtype=np.int64, **_WHOLE),
 }
-ARRAYS = tuple(LAYOUT)  # the arrays of a shard group, as stored
+# The arrays of a top-k store's shard group, as stored.
+ARRAYS = ("positions", "topk_id_codes", "id_order", "topk_logprob_deltas", "target_logprob", "target_rank", "seq_offsets")  # fmt: skip
+SAMPLED_ARRAYS = ("positions", "row_unique", "sampled_id_codes", "id_order", "sampled_counts", "tail_count", "target_logprob", "target_rank", "seq_offsets", "seq_entry_offsets")  # fmt: skip
 # The arrays with a row per position (the rest, id_order and seq_offsets, are read whole on open).
 ROW_ARRAYS = ("positions", "topk_id_codes", "topk_logprob_deltas", "target_logprob", "target_rank")
+SAMPLED_ROW_ARRAYS = ("positions", "row_unique", "tail_count", "target_logprob", "target_rank")
+ENTRY_ARRAYS = ("sampled_id_codes", "sampled_counts")  # a row per drawn (id, count) entry
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}  # numcodecs' ids for zarr's names
 
 
@@ -142,10 +159,12 @@ class ArrayFile:
             raise StoreError(f"{meta_url}: unreadable array metadata ({e})") from e
         self.layout = layout = LAYOUT.get(self.name)
         if layout is None:
-            raise StoreError(f"{path}: not an array of a TeacherStore shard (those are {', '.join(ARRAYS)})")
+            raise StoreError(f"{path}: not an array of a TeacherStore shard (those are {', '.join(LAYOUT)})")
         inner = [{"name": "transpose", "configuration": {"order": [1, 0]}}] if layout.transpose else []
+        # zarr writes no endianness for one-byte types (the uint8 arrays of sampled stores)
+        endian = {"configuration": {"endian": "little"}} if np.dtype(layout.dtype).itemsize > 1 else {}
         inner += [
-            {"name": "bytes", "configuration": {"endian": "little"}},
+            {"name": "bytes", **endian},
             {"name": "blosc", "configuration": layout.blosc()},
             {"name": "crc32c"},
         ]

@@ -69,7 +69,12 @@ class TeacherConfig:
     # used (platform notes). None (GPU): vLLM sizes the cache from gpu_memory_utilization after profiling.
     kv_cache_sequences: int | None = None
     enforce_eager: bool = False
-    seed: int = 0
+    seed: int = 0  # vLLM's seed, and the draws' of a sampled store
+    # What the store keeps per position: "topk" (the k ids and log-probs vLLM returns) or "sampled" (RS-KD:
+    # `samples` seeded draws from the (k+1)-way distribution, kept as the unique ids drawn with their
+    # counts and the tail count; vpmoe/teacher/sampling.py, docs/teacher_store.md "Sampled stores").
+    storage: str = "topk"
+    samples: int = 50
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -86,6 +91,10 @@ class TeacherConfig:
             raise ValueError("teacher.max_model_len must be >= 16")
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < 16:
             raise ValueError("teacher.max_num_batched_tokens must be >= 16 (or null for automatic)")
+        if self.storage not in ("topk", "sampled"):
+            raise ValueError(f"teacher.storage must be 'topk' or 'sampled', got {self.storage!r}")
+        if not 1 <= self.samples <= 255:  # counts are stored as uint8 (sampling.MAX_SAMPLES)
+            raise ValueError(f"teacher.samples must be in [1, 255], got {self.samples}")
         if self.kv_cache_sequences is not None and self.kv_cache_sequences < 1:
             raise ValueError("teacher.kv_cache_sequences must be >= 1 (or null: vLLM sizes it, GPU only)")
 
@@ -97,8 +106,10 @@ class TeacherIdentity:
     weights_sha256: str
     config: dict
 
-    def teacher_id(self, dtype: str, k: int) -> str:
-        return f"{self.name}-{self.weights_sha256[:12]}-{dtype}-k{k}"
+    def teacher_id(self, dtype: str, k: int, samples: int | None = None) -> str:
+        """`samples`: a sampled store's draws per position (its id ends -s<N>; a top-k store's with -k<k>)."""
+        base = f"{self.name}-{self.weights_sha256[:12]}-{dtype}-k{k}"
+        return base if samples is None else f"{base}-s{samples}"
 
 
 def teacher_identity(model_dir: str | Path, expected_vocab: int) -> TeacherIdentity:

@@ -19,7 +19,8 @@ from vpmoe.teacher.array_file import topk_chunk_rows
 from vpmoe.teacher.convert import Validity, near_uniform, prompt_logprobs_to_rows
 from vpmoe.teacher.engine import TeacherConfig, TeacherError, VllmTeacher, teacher_identity
 from vpmoe.teacher.quarantine import check_fraction, corrupt_for_test, marker_quarantine, test_rejects
-from vpmoe.teacher.store import StoreProvenance, TeacherStore, shard_stem, store_dir
+from vpmoe.teacher.sampling import sample_key, sampled_rows
+from vpmoe.teacher.store import STORE_SCHEMAS, StoreProvenance, TeacherStore, shard_stem, store_dir
 from vpmoe.utils.hashing import sha256_json
 from vpmoe.utils.progress import progress
 
@@ -95,6 +96,7 @@ def score(
     _check_lengths(ds, teacher.max_model_len)
     import vllm
 
+    sampled = teacher.storage == "sampled"
     scoring_cfg = {
         "k": teacher.k,
         "dtype": teacher.dtype,
@@ -105,10 +107,13 @@ def score(
             sum(ds.manifest.totals["supervised_tokens"].values()) / max(ds.manifest.totals["sequences"], 1)
         ),
     }
+    if sampled:  # top-k stores keep their scoring config (and so their id and resumability) unchanged
+        scoring_cfg.update(storage="sampled", samples=teacher.samples)
     prov = StoreProvenance(
+        schema_version=STORE_SCHEMAS[teacher.storage],
         dataset_manifest_hash=ds.manifest_hash,
         tokenizer=ds.manifest.tokenizer,
-        teacher_id=ident.teacher_id(teacher.dtype, teacher.k),
+        teacher_id=ident.teacher_id(teacher.dtype, teacher.k, teacher.samples if sampled else None),
         teacher_path=ident.path,
         teacher_weights_sha256=ident.weights_sha256,
         teacher_config=ident.config,
@@ -124,9 +129,10 @@ def score(
     mine = [e for i, e in enumerate(ds.manifest.shards) if i % cfg.num_workers == cfg.worker]
     todo = [e for e in mine if not store.is_complete(shard_stem(e.name), e.sha256)]
     log.info(
-        "teacher mode: model=%s (%s) engine=vllm %s dtype=%s k=%d tp=%d max_model_len=%d",
+        "teacher mode: model=%s (%s) engine=vllm %s dtype=%s k=%d tp=%d max_model_len=%d storage=%s",
         ident.name, ident.weights_sha256[:12], vllm.__version__, teacher.dtype, teacher.k,
         teacher.tensor_parallel_size, teacher.max_model_len,
+        f"sampled (N={teacher.samples} draws per position, seed {teacher.seed})" if sampled else "topk",
     )  # fmt: skip
     log.info("store %s", root)
     log.info(
@@ -153,7 +159,7 @@ def score(
         bar = progress(total=sum(sum(e.supervised_tokens.values()) for e in todo), desc="score", unit="pos")
         for entry in todo:
             info, q = _score_shard(
-                ds, entry, store, engine, teacher.k, vocab, cfg, validity, bar, quarantined, budget
+                ds, entry, store, engine, teacher, vocab, cfg, validity, bar, quarantined, budget
             )
             quarantined.update(q)
             positions_total += info["positions"]
@@ -172,7 +178,7 @@ def _score_shard(
     entry,
     store: TeacherStore,
     engine: VllmTeacher,
-    k: int,
+    teacher: TeacherConfig,
     vocab: int,
     cfg: ScoreConfig,
     validity: Validity,
@@ -200,7 +206,7 @@ def _score_shard(
         )
         try:
             run = Validity()
-            found = _shard_pass(entry, shard, sup, keep, writer, engine, k, vocab, cfg, run, bar)
+            found = _shard_pass(entry, shard, sup, keep, writer, engine, teacher, vocab, cfg, run, bar)
             if found:
                 log.warning(
                     "shard %s: %d sample(s) failed teacher-output validation, quarantined; scoring the "
@@ -234,9 +240,14 @@ def _score_shard(
     return info, quarantined
 
 
-def _shard_pass(entry, shard, sup, keep, writer, engine, k, vocab, cfg, validity, bar) -> dict[str, dict]:
+def _shard_pass(
+    entry, shard, sup, keep, writer, engine, teacher, vocab, cfg, validity, bar
+) -> dict[str, dict]:
     """One pass over the samples `keep`: every valid sample written until the first invalid one, every
-    sample validated. Returns the invalid ones as quarantine entries (empty: the writer holds the shard)."""
+    sample validated. Returns the invalid ones as quarantine entries (empty: the writer holds the shard).
+    A sampled store gets each validated sample's top-k rows drawn (sampling.sampled_rows), seeded by the
+    sample id and teacher.seed."""
+    k = teacher.k
     lengths = np.diff(shard.offsets)
     rejects = test_rejects()  # test-only (quarantine.TEST_REJECT_ENV); empty in every real run
     found: dict[str, dict] = {}
@@ -267,10 +278,19 @@ def _shard_pass(entry, shard, sup, keep, writer, engine, k, vocab, cfg, validity
             checked = True  # before anything is written
         for s, rows in batch:
             if not found:  # after a bad sample nothing more is written: this pass's writer is discarded
+                if teacher.storage == "sampled":
+                    rows = _draw(rows, sample_key(shard.sample_ids[s], teacher.seed), teacher.samples)
                 writer.add_sequence(**rows)
             bar.update(len(sup[s]))
         i = j
     return found
+
+
+def _draw(rows: dict, key: int, samples: int) -> dict:
+    """Top-k rows (convert.prompt_logprobs_to_rows) -> the rows of a sampled store (sampled_store.py)."""
+    drawn = sampled_rows(rows["topk_ids"], rows["topk_logprobs"], rows["positions"], key, samples)
+    return {"positions": rows["positions"], "target_logprob": rows["target_logprob"],
+            "target_rank": rows["target_rank"], **drawn}  # fmt: skip
 
 
 def _check_not_uniform(batch: list[dict], stem: str, vocab: int, min_top1_gain: float) -> None:

@@ -70,6 +70,10 @@ from vpmoe.utils.hashing import sha256_file
 # 3: each array one Zarr shard file of 256-row inner chunks; 2: id codes + log-prob deltas (row_coding.py)
 # in 2048-row chunk files; 1: raw ids and fp16.
 STORE_SCHEMA_VERSION = 3
+# Sampled stores (RS-KD, scoring_config.storage = "sampled": vpmoe/teacher/sampled_store.py): ragged rows of
+# drawn ids and counts instead of top-k rows; the root, provenance, markers and commit protocol are shared.
+SAMPLED_STORE_SCHEMA_VERSION = 4
+STORE_SCHEMAS = {"topk": STORE_SCHEMA_VERSION, "sampled": SAMPLED_STORE_SCHEMA_VERSION}
 SHARDS = "shards"
 MARKER_SUFFIX = ".complete.json"
 
@@ -100,6 +104,23 @@ class StoreProvenance:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def store_rows(attrs: dict) -> tuple[str, int]:
+    """(storage, row width) of a store from its root attributes: "topk" rows of k ids, or "sampled" rows
+    of at most min(samples, k) drawn ids (padded to that width when read). A schema_version that is not
+    the storage's is an error (a store written by other code)."""
+    cfg = attrs.get("scoring_config") or {}
+    storage = cfg.get("storage", "topk")
+    if storage not in STORE_SCHEMAS:
+        raise StoreError(f"scoring_config.storage {storage!r} is not one of {sorted(STORE_SCHEMAS)}")
+    if attrs.get("schema_version") != STORE_SCHEMAS[storage]:
+        raise StoreError(
+            f"store schema_version {attrs.get('schema_version')!r}, this code reads {STORE_SCHEMAS[storage]} "
+            f"for {storage} stores"
+        )
+    k = int(attrs["k"])
+    return storage, (min(int(cfg["samples"]), k) if storage == "sampled" else k)
 
 
 def store_dir(output: str | Path, manifest_hash: str, teacher_id: str) -> str | Path:
@@ -167,6 +188,7 @@ class TeacherStore:
             raise StoreError(
                 f"scoring_config.topk_chunk_rows {self.topk_rows} is not one of {TOPK_CHUNK_ROWS}"
             )
+        self.storage, self.row_width = store_rows(provenance.to_dict())
         if self.remote:
             import tempfile
 
@@ -255,6 +277,12 @@ class TeacherStore:
     def begin_shard(self, stem: str, *, num_positions: int, num_sequences: int) -> ShardWriter:
         self.clear_debris(stem)
         owned = make_owned_dir(self.work_dir, f".tmp-{stem}-")
+        if self.storage == "sampled":
+            from vpmoe.teacher.sampled_store import SampledShardWriter
+
+            return SampledShardWriter(
+                self, stem, owned, num_positions=num_positions, num_sequences=num_sequences
+            )
         return ShardWriter(self, stem, owned, num_positions=num_positions, num_sequences=num_sequences)
 
 
@@ -368,11 +396,7 @@ class ShardWriter:
                 f"{self.stem}: wrote {self.written} rows / {len(self.seq_lengths)} sequences, expected "
                 f"{self.num_positions} / {self.num_sequences}"
             )
-        for name, f in self.files.items():
-            f.write(self.arrays[name].encode_index(self.sizes[name]))
-            f.close()
-        offsets = np.concatenate([[0], np.cumsum(self.seq_lengths)]).astype(np.int64)
-        self._create("seq_offsets", offsets.shape).write(offsets)
+        self._close_arrays()
         if self.store.remote:  # objects first (the marker, below, last)
             from vpmoe.utils import storage
 
@@ -412,6 +436,14 @@ class ShardWriter:
             commit_file(self.store.marker_path(self.stem), json.dumps(info, indent=1, sort_keys=True))
         self.owned.close()
         return info
+
+    def _close_arrays(self) -> None:
+        """Each streamed array's index after its chunks; the sequence offsets."""
+        for name, f in self.files.items():
+            f.write(self.arrays[name].encode_index(self.sizes[name]))
+            f.close()
+        offsets = np.concatenate([[0], np.cumsum(self.seq_lengths)]).astype(np.int64)
+        self._create("seq_offsets", offsets.shape).write(offsets)
 
     def abort(self) -> None:
         for f in self.files.values():

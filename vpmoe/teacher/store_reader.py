@@ -40,16 +40,17 @@ import numpy as np
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.teacher.quarantine import kept_rows, marker_quarantine
 from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas, undo_deltas
+from vpmoe.teacher.sampling import SamplingError, padded_rows
 from vpmoe.teacher.store import (
     ARRAYS,
     MARKER_SUFFIX,
     SHARDS,
-    STORE_SCHEMA_VERSION,
     ArrayFile,
     ShardArrays,
     StoreError,
     sample_ids_digest,
     shard_stem,
+    store_rows,
 )
 from vpmoe.tokenizer import PADDED_VOCAB_SIZE
 
@@ -63,6 +64,13 @@ FIELD_ARRAYS = {
     "topk_logprobs": ("topk_logprob_deltas",),
     "target_logprob": ("target_logprob",),
     "target_rank": ("target_rank",),
+}
+# A sampled store (vpmoe/teacher/sampled_store.py) returns the same fields: its ragged rows padded to
+# min(N, k) ids (`sampling.padded_rows`: NO_ID slots, log(c / N) log-probs), so batches and the loss take them.
+SAMPLED_FIELD_ARRAYS = {
+    **FIELD_ARRAYS,
+    "topk_ids": ("row_unique", "sampled_id_codes"),
+    "topk_logprobs": ("row_unique", "sampled_counts"),
 }
 ALL_FIELDS = tuple(FIELD_ARRAYS)
 TRAINING_FIELDS = ("topk_ids", "topk_logprobs")  # all the loss reads
@@ -125,10 +133,10 @@ def read_store_attrs(store_root: str | Path) -> dict:
     if not storage.exists(meta):
         raise StoreError(f"{store_root}: not a teacher store (no zarr.json)")
     attrs = json.loads(storage.read_bytes(meta)).get("attributes", {})
-    if attrs.get("schema_version") != STORE_SCHEMA_VERSION:
-        raise StoreError(
-            f"{store_root}: store schema_version {attrs.get('schema_version')!r}, this code reads {STORE_SCHEMA_VERSION}"
-        )
+    try:
+        store_rows(attrs)
+    except (StoreError, KeyError, TypeError, ValueError) as e:
+        raise StoreError(f"{store_root}: {e}") from None
     return attrs
 
 
@@ -155,7 +163,10 @@ class TeacherStoreReader:
                 f"{self.root} was scored from dataset {self.attrs.get('dataset_manifest_hash')}, but "
                 f"{dataset_dir} is dataset {self.dataset.manifest_hash}: refusing to pair them"
             )
-        self.k = int(self.attrs["k"])
+        # "topk" or "sampled"; k = the width of the rows a fetch returns (a sampled store's padded rows)
+        self.storage, self.k = store_rows(self.attrs)
+        self.samples = int(self.attrs["scoring_config"]["samples"]) if self.storage == "sampled" else None
+        self._field_arrays = SAMPLED_FIELD_ARRAYS if self.storage == "sampled" else FIELD_ARRAYS
         self.stems: list[str] = []  # one per dataset shard, in manifest order (incomplete ones raise below)
         # Per shard, from its marker: the quarantined samples (vpmoe/teacher/quarantine.py, usually none),
         # the stored samples' id digest and the files' sizes.
@@ -210,12 +221,13 @@ class TeacherStoreReader:
         shard = self._open_shards.get(si)
         if shard is None:
             shard = _OpenShard(
-                storage.join(self.root, SHARDS, self.stems[si]), arrays=(), sizes=self._sizes[si]
-            )
+                storage.join(self.root, SHARDS, self.stems[si]), arrays=(), sizes=self._sizes[si],
+                sampled=self.storage == "sampled",
+            )  # fmt: skip
             self._open_shards[si] = shard
         else:
             self._open_shards.move_to_end(si)
-        shard.load([a for f in fields for a in FIELD_ARRAYS[f]])
+        shard.load([a for f in fields for a in self._field_arrays[f]])
         if "topk_ids" in fields:
             shard.id_order  # noqa: B018 -- loaded now, so the cache counts it (it is most of an index)
         self._recount(shard)
@@ -246,10 +258,14 @@ class TeacherStoreReader:
         out = {"num_rows": b - a}
         if "positions" in fields:
             out["positions"] = sh.read("positions", a, b).astype(np.int32)
-        if "topk_ids" in fields:
-            out["topk_ids"] = sh.topk_ids(a, b, np.int32)
-        if "topk_logprobs" in fields:
-            out["topk_logprobs"] = sh.topk_logprobs(a, b)
+        if self.storage == "sampled" and ("topk_ids" in fields or "topk_logprobs" in fields):
+            ids, lp = sh.sampled_rows(a, b, seq, self.samples, self.k)
+            out.update({f: v for f, v in (("topk_ids", ids), ("topk_logprobs", lp)) if f in fields})
+        else:
+            if "topk_ids" in fields:
+                out["topk_ids"] = sh.topk_ids(a, b, np.int32)
+            if "topk_logprobs" in fields:
+                out["topk_logprobs"] = sh.topk_logprobs(a, b)
         if "target_logprob" in fields:
             out["target_logprob"] = sh.read("target_logprob", a, b).astype(np.float32)
         if "target_rank" in fields:
@@ -281,10 +297,15 @@ class TeacherStoreReader:
         """One shard's rows, decoded (ids uint32, log-probs fp16, as the writer took them)."""
         shard = self._open(self.stems.index(stem), ALL_FIELDS)
         n = shard.num_rows()
+        if self.storage == "sampled":  # padded rows (NO_ID, log(c / N)): the whole shard as one "sequence"
+            ids, lp = shard.sampled_rows(0, n, None, self.samples, self.k)
+        else:
+            ids = shard.topk_ids(0, n)
+            lp = np.ascontiguousarray(logprobs_from_deltas(shard.read("topk_logprob_deltas", 0, n)))
         return ShardArrays(
             positions=shard.read("positions", 0, n).astype(np.int32),
-            topk_ids=shard.topk_ids(0, n),
-            topk_logprobs=np.ascontiguousarray(logprobs_from_deltas(shard.read("topk_logprob_deltas", 0, n))),
+            topk_ids=ids,
+            topk_logprobs=lp,
             target_logprob=shard.read("target_logprob", 0, n).astype(np.float32),
             target_rank=shard.read("target_rank", 0, n).astype(np.uint32),
             seq_offsets=shard.offsets.astype(np.int64),
@@ -295,7 +316,9 @@ class _OpenShard:
     """One shard group's index: the sequence offsets, the id code table and, per array read, its
     metadata and chunk bounds (`ArrayFile`). `arrays` are loaded (and checked) now; `load` adds more."""
 
-    def __init__(self, group: str | Path, *, arrays=ARRAYS, sizes: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, group: str | Path, *, arrays=ARRAYS, sizes: dict[str, int] | None = None, sampled: bool = False
+    ) -> None:
         from vpmoe.utils import storage
 
         self.group = str(group)
@@ -307,6 +330,11 @@ class _OpenShard:
         offsets = self.read("seq_offsets", 0, self.files["seq_offsets"].shape[0])
         # cached for the run: 4 bytes per sequence (a shard's rows stay far below 2^31)
         self.offsets = offsets.astype(np.int32 if len(offsets) and offsets[-1] < 2**31 else np.int64)
+        self.entry_offsets = None  # a sampled shard's: entries of sequence i
+        if sampled:
+            self.load(("seq_entry_offsets",))
+            e = self.read("seq_entry_offsets", 0, self.files["seq_entry_offsets"].shape[0])
+            self.entry_offsets = e.astype(np.int32 if len(e) and e[-1] < 2**31 else np.int64)
         self._id_order: IdOrder | None = None
         if "id_order" in arrays:
             self.id_order  # noqa: B018 -- read and checked now
@@ -322,7 +350,8 @@ class _OpenShard:
     @property
     def nbytes(self) -> int:
         order = self._id_order.nbytes if self._id_order is not None else 0
-        return self.offsets.nbytes + order + sum(f.nbytes_cached for f in self.files.values())
+        entries = self.entry_offsets.nbytes if self.entry_offsets is not None else 0
+        return self.offsets.nbytes + entries + order + sum(f.nbytes_cached for f in self.files.values())
 
     @property
     def id_order(self) -> IdOrder:
@@ -351,6 +380,28 @@ class _OpenShard:
             return self.id_order.decode(self.read("topk_id_codes", a, b), dtype, strict=True)
         except IdOrderError as e:
             raise StoreError(f"{self._join(self.group, 'topk_id_codes')}: {e} in rows {a}-{b - 1}") from None
+
+    def sampled_rows(self, a: int, b: int, seq: int | None, samples: int, width: int):
+        """Rows [a, b) of a sampled shard (sequence `seq`'s, or None: from row 0), padded: (int32 ids with
+        NO_ID, fp16 log(c / samples) with -inf) [b - a, width]."""
+        n = self.read("row_unique", a, b)
+        e0 = int(self.entry_offsets[seq]) if seq is not None else 0
+        e1 = int(self.entry_offsets[seq + 1]) if seq is not None else int(n.astype(np.int64).sum())
+        if int(n.astype(np.int64).sum()) != e1 - e0:
+            raise StoreError(
+                f"{self._join(self.group, 'row_unique')}: rows {a}-{b - 1} hold {int(n.sum())} entries, the "
+                f"sequence offsets say {e1 - e0}"
+            )
+        try:
+            ids = self.id_order.decode(self.read("sampled_id_codes", e0, e1), np.int32, strict=True)
+        except IdOrderError as e:
+            raise StoreError(
+                f"{self._join(self.group, 'sampled_id_codes')}: {e} in entries {e0}-{e1 - 1}"
+            ) from None
+        try:
+            return padded_rows(n, ids, self.read("sampled_counts", e0, e1), samples, width)
+        except SamplingError as e:
+            raise StoreError(f"{self._join(self.group, 'row_unique')}: rows {a}-{b - 1}: {e}") from None
 
     def topk_logprobs(self, a: int, b: int) -> np.ndarray:
         """fp16 [b - a, k], C order. The fetched rows' deltas are gathered from the decoded inner chunks

@@ -146,7 +146,7 @@ def evaluate_checkpoint(
     The model, data and loss configs come from the checkpoint's provenance; dataset / store default to the
     ones it was trained on. Runs as one process (world of 1: megatron reshards the checkpoint on load).
     """
-    from vpmoe.model.build import ParallelConfig, build_student, init_parallel, teardown_parallel
+    from vpmoe.model.build import ParallelConfig, build_student, init_parallel, rank_device, teardown_parallel
     from vpmoe.model.config import StudentConfig
     from vpmoe.teacher.store_reader import TeacherStoreReader
     from vpmoe.train.checkpoint import load_model_and_optimizer, read_meta, resolve_checkpoint
@@ -158,7 +158,8 @@ def evaluate_checkpoint(
     config = prov["config"]
     dataset = dataset or prov["dataset"]["path"]
     store = store or prov["teacher_store"]["path"]
-    dev = torch.device(device or config["train"]["device"])
+    # the GPU of this process (LOCAL_RANK), as the trainer picks it: a bare "cuda" is refused by init_parallel
+    dev = rank_device(torch.device(device or config["train"]["device"]).type)
     model_cfg = StudentConfig(**config["model"])
     data_cfg = DataConfig(**config["data"])
     loss_cfg = LossConfig(**config["loss"])

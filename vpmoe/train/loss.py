@@ -75,9 +75,25 @@ class LossConfig:
                 "loss.target=labels is the CE itself: it needs loss.temperature=1 and loss.ce_weight=0"
             )
 
-    def check_store_k(self, k: int) -> None:
+    def check_store(self, k: int, storage: str = "topk") -> None:
+        """Refuse what the store cannot give. A sampled store's rows (RS-KD: drawn ids with counts c, the
+        teacher's probabilities estimated as c / N, vpmoe/teacher/sampling.py) are not a ranking, so no
+        first teacher_k of them and no renormalized tail (the bucket holds the tail draws); and c / N
+        estimates the distribution at temperature 1 only (tempering it needs importance weights, which
+        are not implemented). loss.target=labels reads no teacher and takes any store."""
         if self.teacher_k > k:
             raise ValueError(f"loss.teacher_k={self.teacher_k} > the teacher store's k={k}")
+        if storage == "sampled" and self.target != "labels":
+            bad = [f"{name}={value}" for name, value, ok in (
+                ("loss.teacher_k", self.teacher_k, self.teacher_k == 0),
+                ("loss.tail", self.tail, self.tail == "bucket"),
+                ("loss.temperature", self.temperature, self.temperature == 1.0),
+            ) if not ok]  # fmt: skip
+            if bad:
+                raise ValueError(
+                    f"{', '.join(bad)} on a sampled teacher store: its rows are draws (counts / N at "
+                    "temperature 1), so it takes loss.teacher_k=0, loss.tail=bucket and loss.temperature=1"
+                )
 
     def measured(self) -> LossConfig:
         """What held-out evaluation computes, whatever the training ablation: KL to the stored teacher's

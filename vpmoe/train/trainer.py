@@ -32,10 +32,12 @@ from vpmoe.model.build import (
     ParallelConfig,
     build_student,
     init_parallel,
+    rank_device,
     set_aux_loss_backward_scale,
     teardown_parallel,
 )
 from vpmoe.model.config import StudentConfig
+from vpmoe.teacher.store import StoreError
 from vpmoe.teacher.store_reader import TeacherStoreReader
 from vpmoe.train import checkpoint as ckpt
 from vpmoe.train.data import DataConfig, MicroBatchBuilder, SampleIndex, TrainLoader, eval_batches
@@ -109,11 +111,7 @@ class RunSpec:
 
 
 def _device(train: TrainConfig) -> torch.device:
-    if train.device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda but CUDA is not available; use train.device=cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    return rank_device(train.device)
 
 
 _OWN_ENV = False
@@ -145,7 +143,10 @@ def _seed_everything(seed: int, rank: int) -> None:
 def open_data(spec: RunSpec) -> tuple[TeacherStoreReader, SampleIndex]:
     """Pair the dataset with its teacher store (refusing a mismatch or an incomplete store) and index it."""
     reader = TeacherStoreReader(spec.dataset, spec.store, index_cache_bytes=spec.data.index_cache_bytes)
-    spec.loss.check_store_k(reader.k)
+    try:
+        spec.loss.check_store(reader.k, reader.storage)
+    except ValueError as e:  # the loss this run asks for is not one this store can give: say so, no traceback
+        raise StoreError(f"{reader.root}: {e}") from None
     index = SampleIndex.build(reader, spec.data.eval_fraction)
     longest = int(index.lengths.max())
     if longest > spec.model.max_seq_len:

