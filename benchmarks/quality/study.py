@@ -1,8 +1,8 @@
 """The distillation-quality study: the same student, tokens and seeds trained by `pipelines.train` under
 each loss arm, then its held-out metrics side by side (docs/quality.md).
 
-    python benchmarks/quality/study.py --dataset D --store S --out O [--seeds 1 2] [--parallel 4] \
-        [--arms ce_only kd_top64_bucket ...] [-- extra pipelines.train overrides]
+    python benchmarks/quality/study.py --dataset D --store S [--sampled-store S2] --out O [--seeds 1 2] \
+        [--parallel 4] [--arms ce_only kd_top64_bucket ...] [-- extra pipelines.train overrides]
 
 Arms (pipelines.train overrides; everything else from `experiment=quality_h200` and the extra overrides):
 
@@ -12,12 +12,16 @@ Arms (pipelines.train overrides; everything else from `experiment=quality_h200` 
 | kd_top64_bucket | the stored top-64 with the tail bucket (the default loss) |
 | kd_top8_renorm | the first 8 of the stored top-64, renormalized (the student's tail ignored) |
 | kd_top8_bucket | the first 8 of the stored top-64, with the tail bucket |
+| kd_sampled | the sampled store (`--sampled-store`: RS-KD, N draws per position from the same teacher's (k+1)-way distribution, teacher.storage=sampled) |
 
 Held-out evaluation is the trainer's (vpmoe/train/evaluate.py): on every held-out sequence, the student's
-CE on the actual next token (what decides "better"), KL to the stored teacher's whole top-64 with the
+CE on the actual next token (what decides "better"), KL to the top-k store's whole top-64 with the
 bucket (whatever the arm trained on), and top-1 agreement with the teacher; every `train.eval_interval`
-steps and at the end. Runs go to `<out>/<arm>-seed<seed>/` (a rerun resumes or skips a finished run);
-`<out>/study.json` gathers each run's eval curve and final metrics, and the mean and spread per arm.
+steps and at the end. kd_sampled trains on the sampled store, so its in-run evals measure against those
+draws; its final metrics are a `pipelines.evaluate` of its last checkpoint against the top-k store (the
+same held-out rows and measure as every other arm). Runs go to `<out>/<arm>-seed<seed>/` (a rerun resumes
+or skips a finished run); `<out>/study.json` gathers each run's eval curve and final metrics, and the
+mean and spread per arm.
 
 Several runs share the one GPU at a time (`--parallel`): the tiny student's step is host-bound, so they
 overlap on the 16 host cores; every run has its own process, seed and port.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -39,7 +44,9 @@ ARMS = {
     "kd_top64_bucket": [],
     "kd_top8_renorm": ["loss.teacher_k=8", "loss.tail=renorm"],
     "kd_top8_bucket": ["loss.teacher_k=8"],
+    "kd_sampled": [],  # on --sampled-store
 }
+SAMPLED_ARMS = ("kd_sampled",)
 METRICS = ("ce", "kl", "top1", "ce_reasoning", "ce_final", "kl_reasoning", "kl_final")
 
 
@@ -47,21 +54,40 @@ def run_dir(out: Path, arm: str, seed: int) -> Path:
     return out / f"{arm}-seed{seed}"
 
 
-def command(args, arm: str, seed: int) -> list[str]:
-    return [
-        sys.executable, "-m", "pipelines.train", f"dataset={args.dataset}", f"store={args.store}",
-        f"run_dir={run_dir(args.out, arm, seed)}", f"experiment={args.experiment}", f"train.seed={seed}",
-        f"data.seed={seed}", *ARMS[arm], *args.overrides,
+def commands(args, arm: str, seed: int) -> list[list[str]]:
+    """The run's training command, then (sampled arms) the evaluation of its last checkpoint against the
+    top-k store."""
+    rd = run_dir(args.out, arm, seed)
+    store = args.sampled_store if arm in SAMPLED_ARMS else args.store
+    train = [
+        sys.executable, "-m", "pipelines.train", f"dataset={args.dataset}", f"store={store}", f"run_dir={rd}",
+        f"experiment={args.experiment}", f"train.seed={seed}", f"data.seed={seed}", *ARMS[arm], *args.overrides,
     ]  # fmt: skip
+    if arm not in SAMPLED_ARMS:
+        return [train]
+    evaluate = [
+        sys.executable, "-m", "pipelines.evaluate", f"checkpoint={rd}", f"store={args.store}",
+        f"output={rd / TOPK_EVAL}",
+    ]  # fmt: skip
+    return [train, evaluate]
+
+
+TOPK_EVAL = "eval_topk_store.json"
 
 
 def evals(run: Path) -> list[dict]:
-    """The run's eval records (metrics.jsonl), in step order."""
+    """The run's eval records (metrics.jsonl), in step order; a sampled arm's last one is its evaluation
+    against the top-k store."""
     f = run / "metrics.jsonl"
     if not f.exists():
         return []
     rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r.get("kind") == "eval"]
+    out = [r for r in rows if r.get("kind") == "eval"]
+    if (run / TOPK_EVAL).exists():
+        out = [{**r, "store": "sampled"} for r in out] + [
+            {**json.loads((run / TOPK_EVAL).read_text()), "store": "topk"}
+        ]
+    return out
 
 
 def summarize(args, runs: dict) -> dict:
@@ -85,7 +111,10 @@ def summarize(args, runs: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", required=True)
-    ap.add_argument("--store", required=True)
+    ap.add_argument("--store", required=True, help="the top-k store (every arm's evaluation)")
+    ap.add_argument(
+        "--sampled-store", default=None, help="the sampled store of the same teacher (kd_sampled)"
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--experiment", default="quality_h200")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
@@ -93,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=4, help="runs at a time")
     ap.add_argument("overrides", nargs="*", help="extra pipelines.train overrides (after --)")
     args = ap.parse_args(argv)
+    if any(a in SAMPLED_ARMS for a in args.arms) and not args.sampled_store:
+        ap.error(f"arms {SAMPLED_ARMS} need --sampled-store")
     args.out.mkdir(parents=True, exist_ok=True)
     todo = [(arm, seed) for seed in args.seeds for arm in args.arms]
     running: dict = {}
@@ -105,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             rd.mkdir(parents=True, exist_ok=True)
             log = open(rd / "study_stdout.log", "ab")  # noqa: SIM115 -- closed when the run ends
             env = dict(os.environ, PYTHONUNBUFFERED="1")
-            proc = subprocess.Popen(command(args, arm, seed), stdout=log, stderr=subprocess.STDOUT, env=env)
+            # one shell line: training, then (sampled arms) its evaluation, which runs only if training passed
+            line = " && ".join(shlex.join(c) for c in commands(args, arm, seed))
+            proc = subprocess.Popen(["bash", "-c", line], stdout=log, stderr=subprocess.STDOUT, env=env)
             running[(arm, seed)] = (proc, log, time.time())
             print(f"started {arm} seed {seed}", flush=True)
         time.sleep(1.0)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The distillation-quality study end to end (docs/quality.md), stage by stage or all at once:
+#
+#   bash benchmarks/quality/reproduce.sh all          # a machine with a GPU, vllm and the repo's env
+#   bash benchmarks/quality/reproduce.sh data         # CPU:  corpus + preparation (~15 s)
+#   bash benchmarks/quality/reproduce.sh teacher      # GPU:  the teacher (~100 s on one H200)
+#   bash benchmarks/quality/reproduce.sh score        # CPU:  top-64 and sampled stores + reports (~22 min, 2 cores)
+#   bash benchmarks/quality/reproduce.sh study        # GPU:  5 arms x 3 seeds (~4 min on one H200, 4 runs at a time)
+#   bash benchmarks/quality/reproduce.sh table        # any:  the merged table of every study.json
+#
+# Where the GPU is another machine (this project's lent H200), run `data` and `score` here and `teacher`
+# and `study` there, carrying data/real/study (the stores and the prepared split: ~59 MB) and the cp312
+# wheels the GPU machine lacks (docs/quality.md "Reproducing").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# the repo's env where it exists (make env), else the machine's python (the GPU machine); PY= overrides
+PY=${PY:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+REAL=data/real
+STUDY=$REAL/study
+TEACHER=$REAL/teacher-real-h64
+OUT=${STUDY_OUT:-runs/quality}
+
+stores() {  # the top-64 and the sampled store of the study split (after `score`)
+  local root
+  root=$STUDY/store/$(ls "$STUDY/store" | grep -v logs | head -1)
+  TOPK=$(ls -d "$root"/*-k64 | head -1)
+  SAMP=$(ls -d "$root"/*-k64-s50 | head -1)
+}
+
+stage_data() {
+  $PY tools/build_real_corpus.py --install --output $REAL/real_corpus.parquet
+  $PY -m pipelines.prepare input=$REAL/real_corpus.parquet output=$REAL/prepared
+  # the study split: every held-out row, 40% of the others (the teacher trains on the full corpus's split)
+  $PY tools/build_real_corpus.py --output $STUDY/corpus.parquet --train-share 0.4
+  $PY -m pipelines.prepare input=$STUDY/corpus.parquet output=$STUDY/prepared
+}
+
+stage_teacher() {
+  $PY benchmarks/quality/train_teacher.py --dataset $REAL/prepared --out $TEACHER --epochs 14 \
+    --tokens 13000000 --max-seconds 170
+}
+
+stage_score() {
+  for mode in "teacher.storage=topk" "teacher.storage=sampled teacher.samples=50"; do
+    # shellcheck disable=SC2086
+    $PY -m pipelines.score dataset=$STUDY/prepared teacher=cpu teacher.model=$TEACHER teacher.k=64 $mode \
+      output=$STUDY/store
+  done
+  stores
+  $PY -m pipelines.report store="$TOPK" dataset=$STUDY/prepared output=$STUDY/report_topk
+  $PY -m pipelines.report store="$SAMP" dataset=$STUDY/prepared output=$STUDY/report_sampled
+}
+
+stage_study() {
+  stores
+  $PY benchmarks/quality/study.py --dataset $STUDY/prepared --store "$TOPK" --sampled-store "$SAMP" \
+    --out "$OUT" --seeds 1 2 3 --parallel 4
+}
+
+stage_table() {
+  $PY benchmarks/quality/tabulate.py "${@:-$OUT/study.json}"
+}
+
+case "${1:-}" in
+  data) stage_data ;;
+  teacher) stage_teacher ;;
+  score) stage_score ;;
+  study) stage_study ;;
+  table) shift; stage_table "$@" ;;
+  all) stage_data; stage_teacher; stage_score; stage_study; stage_table ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
+esac
