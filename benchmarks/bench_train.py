@@ -47,6 +47,7 @@ from vpmoe.model.build import (  # noqa: E402
     init_parallel,
 )
 from vpmoe.model.config import StudentConfig  # noqa: E402
+from vpmoe.train.data import new_packed_micro_batch, unpack_micro_batch  # noqa: E402
 from vpmoe.train.loss import LossConfig  # noqa: E402
 from vpmoe.train.metrics import H100_BF16_PEAK_TFLOPS, flops_per_token  # noqa: E402
 from vpmoe.train.optim import OptimConfig, build_ddp_and_optimizer, set_lr  # noqa: E402
@@ -55,9 +56,12 @@ from vpmoe.train.trainer import step_gradients  # noqa: E402
 GIB = 2**30
 
 
-def synthetic_micro(b: int, s: int, k: int, vocab: int, gen: torch.Generator) -> dict:
-    """One micro-batch shaped like the loader's: full-length rows, the first quarter a prompt (masked),
-    then reasoning, then final; teacher rows peaked (top-1 ~0.6, tail ~2%) over k distinct ids."""
+def synthetic_micro(b: int, s: int, k: int, vocab: int, gen: torch.Generator, *, pin: bool = False) -> dict:
+    """One micro-batch as the loader delivers it (vpmoe/train/data.py: one packed buffer of int32 fields and
+    fp16 log-probs, unpacked to views; page-locked on CUDA as TrainLoader pins it): full-length rows, the
+    first quarter a prompt (masked), then reasoning, then final; teacher rows peaked (top-1 ~0.6, tail ~2%)
+    over k distinct ids. (Pageable int64/fp32 teacher rows, 4x the loader's bytes and copied synchronously,
+    slowed the kd row against ce_fused by 26-42 ms per step at 65k tokens.)"""
     ids = torch.randint(0, vocab, (b, s), generator=gen)
     labels = torch.full((b, s), -100, dtype=torch.long)
     labels[:, :-1] = ids[:, 1:]
@@ -75,16 +79,16 @@ def synthetic_micro(b: int, s: int, k: int, vocab: int, gen: torch.Generator) ->
         t_ids = (labels.clamp(min=0)[..., None] + torch.arange(k) * stride) % vocab
         probs = torch.softmax(-torch.arange(k, dtype=torch.float32) * 0.35, 0) * 0.98
         t_lps = probs.log().expand(b, s, k).clone()
-    return {
-        "input_ids": ids,
-        "labels": labels,
-        "position_spans": spans,
-        "teacher_ids": t_ids,
-        "teacher_logprobs": t_lps,
-        "lengths": torch.full((b,), s),
-        "tokens": torch.tensor(b * s),
-        "padded_tokens": torch.tensor(b * s),
-    }
+    packed, (v_ids, v_input, v_labels, v_spans, v_lengths, v_lps) = new_packed_micro_batch(b, s, k)
+    v_ids.copy_(t_ids)
+    v_input.copy_(ids)
+    v_labels.copy_(labels)
+    v_spans.copy_(spans)
+    v_lengths.fill_(s)
+    v_lps.copy_(t_lps)
+    if pin:  # as TrainLoader pins its batches on CUDA: asynchronous host-to-device copies
+        packed["buffer"] = packed["buffer"].pin_memory()
+    return unpack_micro_batch(packed)
 
 
 def sync(device):
@@ -155,7 +159,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=4, help="loader workers for the kd_loader row")
     ap.add_argument("--peak-tflops", type=float, default=H100_BF16_PEAK_TFLOPS)
     ap.add_argument("--out-dir", default=None)
-    ap.add_argument("--profile", action="store_true", help="profile one kd and one megatron_ce step (CUDA)")
+    ap.add_argument("--profile", action="store_true", help="profile one step of each row in --rows (CUDA)")
     ap.add_argument(
         "--rows",
         default="kd,ce_fused,megatron_ce",
@@ -212,10 +216,12 @@ def main() -> int:
 
     rows = {}
     kd_micro = [
-        synthetic_micro(args.micro, args.seq, args.k, cfg.vocab_size, gen) for _ in range(args.micro_batches)
+        synthetic_micro(args.micro, args.seq, args.k, cfg.vocab_size, gen, pin=device.type == "cuda")
+        for _ in range(args.micro_batches)
     ]
     ce_micro = [
-        synthetic_micro(args.micro, args.seq, 1, cfg.vocab_size, gen) for _ in range(args.micro_batches)
+        synthetic_micro(args.micro, args.seq, 1, cfg.vocab_size, gen, pin=device.type == "cuda")
+        for _ in range(args.micro_batches)
     ]
     wanted = set(args.rows.split(","))
     if wanted - {"kd", "ce_fused", "megatron_ce"}:
@@ -240,8 +246,10 @@ def main() -> int:
         opt.zero_grad()
         set_aux_loss_backward_scale(1.0 / args.micro_batches, device=device)
         for mb in ce_micro:
-            labels = mb["labels"].to(device)
-            per_tok = ddp(mb["input_ids"].to(device), pos, mask, labels=labels.clamp(min=0))
+            labels = mb["labels"].to(device, non_blocking=True).long()  # int32 in the loader's batches
+            per_tok = ddp(
+                mb["input_ids"].to(device, non_blocking=True).long(), pos, mask, labels=labels.clamp(min=0)
+            )
             valid = labels != -100
             ((per_tok * valid).sum() / (valid.sum() * args.micro_batches)).backward()
         ddp.finish_grad_sync()
@@ -250,8 +258,13 @@ def main() -> int:
     if "megatron_ce" in wanted:
         rows["megatron_ce"] = time_steps(megatron_ce, device, warmup=args.warmup, steps=args.steps)
     if args.profile and device.type == "cuda":
-        for name, fn in (("kd", head_step(LossConfig(impl=impl), kd_micro)), ("megatron_ce", megatron_ce)):
-            profile_step(name, fn, Path(args.out_dir or "."))
+        steps = {
+            "kd": head_step(LossConfig(impl=impl), kd_micro),
+            "ce_fused": head_step(LossConfig(impl=impl), ce_micro),
+            "megatron_ce": megatron_ce,
+        }
+        for name in (n for n in steps if n in wanted):
+            profile_step(name, steps[name], Path(args.out_dir or "."))
 
     if args.dataset and args.store:
         from vpmoe.teacher.store_reader import TeacherStoreReader

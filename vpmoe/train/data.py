@@ -286,6 +286,15 @@ def _packed_views(buf: np.ndarray | torch.Tensor, b: int, s: int, k: int):
     )
 
 
+def new_packed_micro_batch(b: int, s: int, k: int) -> tuple[dict, tuple]:
+    """A zeroed packed micro-batch (what `MicroBatchBuilder.build_packed` returns, as a torch buffer) and the
+    views of its `PACKED_FIELDS`, to fill in: synthetic batches shaped exactly like the loader's
+    (benchmarks/bench_train.py)."""
+    buf = torch.zeros(_packed_bytes(b, s, k), dtype=torch.uint8)
+    packed = {"buffer": buf, "shape": (b, s, k), "tokens": b * s, "padded_tokens": b * s}
+    return packed, _packed_views(buf, b, s, k)
+
+
 def unpack_micro_batch(packed: dict) -> dict[str, torch.Tensor]:
     """A packed micro-batch (`MicroBatchBuilder.build_packed`) as the trainer's dict of views into its
     buffer (only the b lengths are copied, to int64): a batch the loader pinned stays page-locked for its
