@@ -90,9 +90,14 @@ def renderer():
     return HarmonyRenderer(TemplateConfig())
 
 
+# Set in this process by tests that run megatron in-process (a world of one); a pipeline started from a
+# shell has none of them, and with them it would join that world's rendezvous (EADDRINUSE on its port).
+TEST_ONLY_ENV = ("TRITON_INTERPRET", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def cli_env() -> dict[str, str]:
-    """The environment a user's shell would give a pipeline (no test-only TRITON_INTERPRET)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    """The environment a user's shell would give a pipeline (none of TEST_ONLY_ENV)."""
+    env = {k: v for k, v in os.environ.items() if k not in TEST_ONLY_ENV}
     env.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", PYTHONUNBUFFERED="1")
     return env
 

@@ -4,6 +4,7 @@ the same calls give the same results on both, failures name the URL, and ranged 
 
 from __future__ import annotations
 
+import gc
 import io
 import multiprocessing
 import os
@@ -175,9 +176,14 @@ def test_spawned_child_reads_a_range(s3_bucket):
 
 
 def _in_fork(fn) -> object:
-    """Run `fn` in a forked child; its result (or exception) comes back pickled."""
+    """Run `fn` in a forked child; its result (or exception) comes back pickled. The objects the child
+    inherits are frozen out of its garbage collector (gc.freeze, what forking servers do): finalizers of
+    other tests' objects can touch thread-owned state that does not exist after a fork (CI once saw the
+    child segfault collecting them inside botocore's JSON load), which is not what this tests."""
     r, w = os.pipe()
+    gc.freeze()
     pid = os.fork()
+    gc.unfreeze()  # both processes: the child's own new objects are collected as usual
     if pid == 0:  # child: never return into pytest
         os.close(r)
         try:
