@@ -119,3 +119,28 @@ def test_training_on_a_sampled_store_and_what_it_refuses(tmp_path, small_dataset
             "on a sampled teacher store" in res.stdout + res.stderr
             and "Traceback" not in res.stdout + res.stderr
         )
+
+
+def test_sampled_store_on_s3_is_byte_identical_and_reads_the_same(tmp_path, s3_bucket, small_dataset, tiny_teacher, sampled_store):  # fmt: skip
+    """Scoring a sampled store to S3 (the local S3 server) writes the local store's objects byte for byte
+    (objects first, marker last, as for top-k stores), and the reader returns the same rows from it."""
+    from vpmoe.utils import storage
+
+    ds = f"{s3_bucket}/prepared"
+    storage.put_tree(small_dataset, ds)
+    res = run_module("pipelines.score", *score_args(ds, tiny_teacher, f"{s3_bucket}/scores", "teacher.storage=sampled",
+                     f"teacher.samples={N}"), cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    remote = [x for x in res.stdout.splitlines() if x.startswith("store=")][-1].removeprefix("store=")
+    assert remote.endswith(f"/{sampled_store.parent.name}/{sampled_store.name}")
+    want = {p.relative_to(sampled_store).as_posix(): p.read_bytes() for p in sampled_store.rglob("*")
+            if p.is_file() and ((p.name == "zarr.json" and p.parent == sampled_store) or "shards" in p.parts)}  # fmt: skip
+    assert sorted(storage.find(remote)) == sorted(want)
+    for key, data in want.items():
+        assert storage.read_bytes(storage.join(remote, key)) == data, key
+    local, s3 = TeacherStoreReader(small_dataset, sampled_store), TeacherStoreReader(ds, remote)
+    sid = local.dataset.sample_ids(local.dataset.manifest.shards[-1].name)[-1]
+    a, b = local.fetch(sid), s3.fetch(sid)
+    assert np.array_equal(a.topk_ids, b.topk_ids) and np.array_equal(
+        a.topk_logprobs.view(np.uint16), b.topk_logprobs.view(np.uint16)
+    )
