@@ -123,7 +123,7 @@ def row_terms(
         dense_ids = c1[:, None] * q1_ids
         dense_lab = c1 * q1_lab
     is_lab = teacher_ids == labels[:, None]
-    corr_ids = w[:, None] * corr_ids
+    corr_ids = torch.where(has_id, w[:, None] * corr_ids, 0.0)  # NaN-free for a row of NO_ID slots (renorm)
     val_ids = torch.where(has_id, dense_ids + corr_ids - (w * ce_weight)[:, None] * is_lab, 0.0)
     # The label may be one of the teacher ids: then both positions get the same (complete) value.
     val_lab = dense_lab - w * ce_weight + (corr_ids * is_lab).sum(-1)

@@ -214,3 +214,21 @@ def test_gradient_expectation_is_bucket_kd_when_the_top_k_holds_all_mass():
     mean, se = per_seed.mean(0), per_seed.std(0) / math.sqrt(len(per_seed))
     assert ((mean - exact).abs() <= 5 * se + 1e-12).all()
     assert float((mean - exact).norm() / exact.norm()) < 0.05
+
+
+def test_a_row_without_ids_is_finite_under_either_tail():
+    """A row whose slots are all NO_ID: zero KL and finite gradients with the bucket (all teacher mass in
+    the tail) and with renorm (no teacher ids: nothing to match), both impls."""
+    g = torch.Generator().manual_seed(9)
+    h = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    w = torch.randn(29, 8, generator=g, dtype=torch.float64)
+    ids = torch.tensor([[3, 5, NO_ID], [NO_ID, NO_ID, NO_ID], [7, NO_ID, NO_ID]])
+    lp = torch.tensor([[-0.5, -1.5, -math.inf], [-math.inf] * 3, [-0.1, -math.inf, -math.inf]])
+    labels = torch.tensor([3, 4, 7])
+    for impl in ("torch", "triton") if INTERPRETER else ("torch",):
+        for tail in ("bucket", "renorm"):
+            hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+            r = sparse_kl(hh, ww, ids, lp, labels, impl=impl, tail=tail, ce_weight=0.3)
+            r.loss.backward()
+            assert torch.isfinite(hh.grad).all() and torch.isfinite(ww.grad).all(), (impl, tail)
+            assert float(r.kl[1]) == 0.0, (impl, tail)

@@ -103,6 +103,15 @@ def test_report_passes_a_sampled_store_and_names_a_bad_row(tmp_path, small_datas
         and first["first"]["sample_id"]
         and f"= {N + 1} draws" in first["first"]["detail"]
     )
+    # A stored position moved (misaligned with the dataset): alignment fails, the scan still runs.
+    moved = copy_store(sampled_store, tmp_path / "moved")
+    group = zarr.open_group(str(moved / SHARDS / stem), mode="r+")
+    positions = group["positions"][:]
+    positions[row] += 1
+    group["positions"][:] = positions
+    refresh_marker(moved, stem)
+    res = run_module("pipelines.report", *report_args(moved, small_dataset, tmp_path / "r3"))
+    assert res.returncode == 1 and "failed: alignment" in verdict_line(res.stdout), res.stdout[-2000:]
 
 
 def test_training_on_a_sampled_store_and_what_it_refuses(tmp_path, small_dataset, sampled_store):

@@ -74,11 +74,23 @@ class SampledShardScan(ShardScan):
     def _scan_rows(self, arrays, expect, codes, stats, bar) -> None:
         """The whole shard at once: a sampled shard is ~40 bytes per position decoded (a user's shard of
         ~1.4M positions: ~60 MB), and its ragged entries are split by cumulative row lengths."""
+        self._scan_all_rows(arrays)
+        n_rows = arrays["positions"].shape[0]
+        if bar is not None:
+            bar.update(n_rows)
+        self.scanned += n_rows
+
+    def _scan_all_rows(self, arrays) -> None:
         n_rows = arrays["positions"].shape[0]
         got, ok = {}, np.ones(n_rows, bool)
         for name in ROW_NAMES:
             got[name], good = _read_1d(arrays[name], self, name)
             ok &= good
+        if not self._row_unique_readable():
+            # without every row's entry count the entries cannot be split into rows: only the failed
+            # chunks (readable) are reported for this shard
+            self.checks.note("sampled_counts", f"{self.stem}: not checked (row_unique does not decode)")
+            return
         n = got["row_unique"].astype(np.int64)
         ends = np.cumsum(n)
         n_entries = arrays["sampled_id_codes"].shape[0]
@@ -94,22 +106,26 @@ class SampledShardScan(ShardScan):
             if len(bad):
                 self.fail("sampled_counts", f"seq_entry_offsets[{int(bad[0])}] = {int(entry_offsets[bad[0]])}, "
                           f"row_unique says {int(want[bad[0]])}", count=len(bad))  # fmt: skip
-        codes_, codes_ok = _read_1d(arrays["sampled_id_codes"], self, "sampled_id_codes")
-        counts, counts_ok = _read_1d(arrays["sampled_counts"], self, "sampled_counts")
+        codes_, codes_ok = _read_1d(arrays["sampled_id_codes"], self, "sampled_id_codes", unit="entries")
+        counts, counts_ok = _read_1d(arrays["sampled_counts"], self, "sampled_counts", unit="entries")
         row_of = np.repeat(np.arange(n_rows), n)
         bad_entry = ~(codes_ok & counts_ok)
         ok[row_of[bad_entry]] = False
         ids = self.id_order.decode(codes_.astype(np.uint32))  # a bad code -> vocab, counted below
         self._check_rows(got, ids, counts, row_of, ok)
-        if bar is not None:
-            bar.update(n_rows)
-        self.scanned += n_rows
+
+    def _row_unique_readable(self) -> bool:
+        return not self.unreadable.get("row_unique")
 
     def _check_rows(self, got, ids, counts, row_of, ok) -> None:
+        """The value checks on the rows whose chunks decoded (`ok` on entry: a row in a chunk that did not
+        decode is reported by `readable` only, not as a bad value), then the statistics of the rows that
+        passed every check."""
         n_rows = len(ok)
+        readable = ok.copy()
 
         def flag(check, bad_rows, what):
-            rows = np.flatnonzero(bad_rows)
+            rows = np.flatnonzero(bad_rows & readable)
             if len(rows):
                 self.fail(check, what(int(rows[0])), count=len(rows), row=int(rows[0]))
             ok[rows] = False
@@ -125,6 +141,13 @@ class SampledShardScan(ShardScan):
         flag("unique_ids", dup, lambda r: f"an id drawn twice in row {r}")
         zero = np.zeros(n_rows, bool)
         zero[row_of[counts == 0]] = True
+        width = min(self.samples, int(self.attrs.get("k") or self.samples))  # the reader pads to this
+        wide = got["row_unique"].astype(np.int64) > width
+        flag(
+            "sampled_counts",
+            wide,
+            lambda r: f"row {r} holds {int(got['row_unique'][r])} ids, more than min(N, k) = {width}",
+        )
         total = np.bincount(row_of, weights=counts.astype(np.float64), minlength=n_rows) + got["tail_count"]
         flag("sampled_counts", zero | (total != self.samples),
              lambda r: f"row {r}: counts {int(total[r] - got['tail_count'][r])} + tail {int(got['tail_count'][r])} "

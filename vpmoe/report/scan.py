@@ -151,7 +151,7 @@ class ShardScan:
         info.positions, info.status = n_rows, "scanned"
         aligned = self._check_alignment(arrays, expect, len(shard))
         codes = _group_codes(shard, expect, self.groupings) if aligned else None
-        if not aligned:
+        if not aligned and "target_consistent" in self.checks.checks:  # a top-k store's check only
             self.checks.note("target_consistent", f"{self.stem}: not checked (shard misaligned)")
         self._scan_rows(arrays, expect, codes, stats, bar)
         return info
@@ -414,21 +414,22 @@ def _sizes(files: dict[str, int], arrays: tuple[str, ...]) -> tuple[int, dict[st
     return sum(files.values()), by_array
 
 
-def _read_1d(arr, scan: ShardScan, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_1d(arr, scan: ShardScan, name: str, *, unit: str = "rows") -> tuple[np.ndarray, np.ndarray]:
     """A whole 1-d array, with the rows of chunks that fail to decode masked out (and reported)."""
     n = arr.shape[0]
     out = np.zeros(n, arr.dtype)
     ok = np.ones(n, bool)
-    for lo, hi, got in _read_rows({name: arr}, 0, n, arr.chunks[0], scan):
+    for lo, hi, got in _read_rows({name: arr}, 0, n, arr.chunks[0], scan, unit=unit):
         out[lo:hi] = got[name]
     for lo, hi in scan.unreadable.get(name, []):
         ok[lo:hi] = False
     return out, ok
 
 
-def _read_rows(arrays: dict, a: int, b: int, chunk: int, scan: ShardScan):
+def _read_rows(arrays: dict, a: int, b: int, chunk: int, scan: ShardScan, *, unit: str = "rows"):
     """Rows [a, b) of every array; where that fails, chunk by chunk, reporting each chunk that does not
-    decode (readable) and yielding only the ones that do."""
+    decode (readable) and yielding only the ones that do. `unit` "entries": the arrays are a sampled
+    store's entry arrays, whose indexes are not rows (a finding then names no row)."""
     try:
         yield a, b, {n: arr[a:b] for n, arr in arrays.items()}
         return
@@ -443,7 +444,9 @@ def _read_rows(arrays: dict, a: int, b: int, chunk: int, scan: ShardScan):
             except Exception as e:
                 scan.unreadable.setdefault(n, []).append((lo, hi))
                 scan.fail(
-                    "readable", f"{n} chunk {lo // chunk} (rows {lo}-{hi - 1}) does not decode: {e}", row=lo
+                    "readable",
+                    f"{n} chunk {lo // chunk} ({unit} {lo}-{hi - 1}) does not decode: {e}",
+                    row=lo if unit == "rows" else None,
                 )
         if len(got) == len(arrays):
             yield lo, hi, got
