@@ -52,6 +52,7 @@ SAMPLED_CHECKS = {
     "least e^min_top1_gain times a uniform distribution's k / vocab: not the near-uniform rows of a teacher the "
     "engine ran wrongly",
 }
+CHECKS_BY_STORAGE = {"topk": CHECKS, "sampled": SAMPLED_CHECKS}  # the check list of each store kind
 ROOT = "(root)"  # the shard name of findings about the store as a whole (root attributes)
 
 

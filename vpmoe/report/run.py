@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.report.checks import SAMPLED_CHECKS, CheckLog
+from vpmoe.report.checks import CHECKS, CHECKS_BY_STORAGE, CheckLog
 from vpmoe.report.sampled_scan import summarize as sampled_summary
 from vpmoe.report.scan import NONE_GROUP, ScanContext, ShardInfo, ShardJob, scan_shard
 from vpmoe.report.stats import FINE_BINS, StatsAccumulator
 from vpmoe.report.store_checks import check_provenance, check_shard_dir, list_shards_dir, root_attrs
 from vpmoe.teacher.row_checks import LOGPROB_TOLERANCE
-from vpmoe.teacher.store import SHARDS, StoreError, shard_stem
+from vpmoe.teacher.store import SHARDS, StoreError, shard_stem, storage_of
 from vpmoe.teacher.store_reader import resolve_store
 from vpmoe.utils import storage
 from vpmoe.utils.progress import progress
@@ -217,9 +217,8 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
         raise ReportError(str(e)) from e
     checks = CheckLog()
     attrs = root_attrs(store, checks)
-    storage_kind = (attrs.get("scoring_config") or {}).get("storage", "topk")
-    if storage_kind == "sampled":
-        checks.use(SAMPLED_CHECKS)
+    storage_kind = storage_of(attrs)
+    checks.use(CHECKS_BY_STORAGE.get(storage_kind, CHECKS))  # an unknown kind fails provenance
     vocab = int(ds.manifest.tokenizer["padded_vocab_size"])
     k = attrs.get("k") if isinstance(attrs.get("k"), int) and attrs["k"] >= 1 else None
     check_provenance(attrs, ds, vocab, checks)
@@ -257,8 +256,11 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
         shards[result.stem] = result.info
         scanned += result.scanned
     bar.close()
-    samples = int((attrs.get("scoring_config") or {}).get("samples", 0))
-    sampled = sampled_summary([s.sampled for s in shards.values() if s.sampled], samples)
+    if storage_kind == "sampled":
+        samples = int((attrs.get("scoring_config") or {}).get("samples", 0))
+        statistics = {"sampled": sampled_summary([s.sampled for s in shards.values() if s.sampled], samples)}
+    else:
+        statistics = stats.summary(cfg.hist_bins)
     return Report(
         store=store,
         dataset=dataset_dir if storage.is_remote(str(dataset_dir)) else Path(dataset_dir),
@@ -267,7 +269,7 @@ def run_report(dataset_dir: str | Path, store_root: str | Path, cfg: ReportConfi
         vocab=vocab,
         k=k,
         checks=checks,
-        statistics=stats.summary(cfg.hist_bins) if storage_kind != "sampled" else {"sampled": sampled},
+        statistics=statistics,
         shards=shards,
         positions_scanned=scanned,
         seconds=time.perf_counter() - t0,

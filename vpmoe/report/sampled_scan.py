@@ -11,11 +11,8 @@ import numpy as np
 
 from vpmoe.report.scan import ShardScan, _read_1d
 from vpmoe.teacher.array_file import SAMPLED_ARRAYS
-from vpmoe.teacher.store import LAYOUT, ArrayFile
-from vpmoe.utils import storage
 
 ROW_NAMES = ("row_unique", "tail_count", "target_logprob", "target_rank")
-ENTRY_NAMES = ("sampled_id_codes", "sampled_counts")
 
 
 def empty_sampled_stats() -> dict:
@@ -37,20 +34,10 @@ class SampledShardScan(ShardScan):
         return info
 
     def _open_arrays(self, num_seqs: int) -> dict | None:
-        if "zarr.json" not in self.files:
-            self.fail("readable", f"shard group does not open: no {storage.join(self.path, 'zarr.json')}")
+        opened = self._open_files()
+        if opened is None:
             return None
-        arrays, problems = {}, []
-        for name in SAMPLED_ARRAYS:
-            try:
-                arrays[name] = ArrayFile(storage.join(self.path, name), sizes=self.files)
-            except Exception as e:
-                problems.append(f"{name}: does not open ({type(e).__name__}: {e})")
-                continue
-            if arrays[name].dtype != np.dtype(LAYOUT[name].dtype):
-                problems.append(
-                    f"{name}: dtype {arrays[name].dtype}, expected {np.dtype(LAYOUT[name].dtype)}"
-                )
+        arrays, problems = opened
         if not problems:
             n_rows, n_entries = arrays["positions"].shape[0], arrays["sampled_id_codes"].shape[0]
             for name in ("positions", *ROW_NAMES):

@@ -14,7 +14,7 @@ import numpy as np
 from vpmoe.data.harmony_render import IGNORE_INDEX, Span
 from vpmoe.data.manifest import ManifestError, ShardEntry
 from vpmoe.data.prepared import PreparedDataset
-from vpmoe.report.checks import CHECKS, SAMPLED_CHECKS, CheckLog, RowBlock, decode, value_failures
+from vpmoe.report.checks import CHECKS, CHECKS_BY_STORAGE, CheckLog, RowBlock, decode, value_failures
 from vpmoe.report.stats import StatsAccumulator, row_metrics
 from vpmoe.report.store_checks import check_checksums
 from vpmoe.teacher.convert import near_uniform
@@ -83,7 +83,7 @@ def scan_shard(job: ShardJob, ctx: ScanContext, bar=None) -> ShardResult:
     sampled = ctx.storage == "sampled"
     if sampled:
         from vpmoe.report.sampled_scan import SampledShardScan
-    checks = CheckLog(SAMPLED_CHECKS if sampled else CHECKS)
+    checks = CheckLog(CHECKS_BY_STORAGE.get(ctx.storage, CHECKS))
     stats = StatsAccumulator(ctx.groupings)
     check_checksums(job.path, job.files, job.marker, job.stem, checks)
     scan = (SampledShardScan if sampled else ShardScan)(job, ctx, checks)
@@ -171,12 +171,13 @@ class ShardScan:
         if self.k is not None and m.get("k") != self.k:
             self.fail("provenance", f"marker k {m.get('k')!r} != root k {self.k}")
 
-    def _open_arrays(self, num_seqs: int) -> dict | None:
+    def _open_files(self) -> tuple[dict, list[str]] | None:
+        """Each array of the group (`self.ARRAYS`) opened and its dtype checked: (arrays, problems), or None
+        (reported) when the group itself does not open."""
         if "zarr.json" not in self.files:
             self.fail("readable", f"shard group does not open: no {storage.join(self.path, 'zarr.json')}")
             return None
         arrays, problems = {}, []
-        k = self.k
         for name in self.ARRAYS:
             try:
                 # Read with the store's own decoder (the layout checked, every crc verified): zarr's
@@ -189,6 +190,14 @@ class ShardScan:
             if arr.dtype != np.dtype(LAYOUT[name].dtype):
                 problems.append(f"{name}: dtype {arr.dtype}, expected {np.dtype(LAYOUT[name].dtype)}")
             arrays[name] = arr
+        return arrays, problems
+
+    def _open_arrays(self, num_seqs: int) -> dict | None:
+        opened = self._open_files()
+        if opened is None:
+            return None
+        arrays, problems = opened
+        k = self.k
         if not problems:
             n_rows = arrays["positions"].shape[0]
             kk = arrays["topk_id_codes"].shape[1] if arrays["topk_id_codes"].ndim == 2 else None

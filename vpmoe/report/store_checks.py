@@ -11,7 +11,7 @@ from pathlib import Path
 from vpmoe.data.manifest import ShardEntry
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.report.checks import ROOT, CheckLog
-from vpmoe.teacher.store import MARKER_SUFFIX, STORE_SCHEMAS, StoreProvenance
+from vpmoe.teacher.store import MARKER_SUFFIX, STORE_SCHEMAS, StoreProvenance, storage_of
 from vpmoe.utils import storage
 from vpmoe.utils.hashing import sha256_json
 
@@ -37,7 +37,7 @@ def check_provenance(attrs: dict, ds: PreparedDataset, vocab: int, checks: Check
     if missing:
         problems.append(f"attributes missing: {', '.join(missing)}")
     sc = attrs.get("scoring_config")
-    storage_kind = sc.get("storage", "topk") if isinstance(sc, dict) else "topk"
+    storage_kind = storage_of(attrs)
     schema = STORE_SCHEMAS.get(storage_kind)
     if schema is None:
         problems.append(f"scoring_config.storage {storage_kind!r} is not one of {sorted(STORE_SCHEMAS)}")

@@ -106,12 +106,19 @@ class StoreProvenance:
         return asdict(self)
 
 
+def storage_of(attrs: dict) -> str:
+    """A store's kind from its root attributes as written: scoring_config.storage, "topk" when absent
+    (top-k stores keep the scoring config they had before sampled stores existed). Not validated."""
+    cfg = attrs.get("scoring_config")
+    return cfg.get("storage", "topk") if isinstance(cfg, dict) else "topk"
+
+
 def store_rows(attrs: dict) -> tuple[str, int]:
     """(storage, row width) of a store from its root attributes: "topk" rows of k ids, or "sampled" rows
     of at most min(samples, k) drawn ids (padded to that width when read). A schema_version that is not
     the storage's is an error (a store written by other code)."""
     cfg = attrs.get("scoring_config") or {}
-    storage = cfg.get("storage", "topk")
+    storage = storage_of(attrs)
     if storage not in STORE_SCHEMAS:
         raise StoreError(f"scoring_config.storage {storage!r} is not one of {sorted(STORE_SCHEMAS)}")
     if attrs.get("schema_version") != STORE_SCHEMAS[storage]:

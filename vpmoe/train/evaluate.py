@@ -148,7 +148,6 @@ def evaluate_checkpoint(
     """
     from vpmoe.model.build import ParallelConfig, build_student, init_parallel, rank_device, teardown_parallel
     from vpmoe.model.config import StudentConfig
-    from vpmoe.teacher.store import StoreError
     from vpmoe.teacher.store_reader import TeacherStoreReader
     from vpmoe.train.checkpoint import load_model_and_optimizer, read_meta, resolve_checkpoint
     from vpmoe.train.data import DataConfig, SampleIndex, eval_batches
@@ -169,10 +168,7 @@ def evaluate_checkpoint(
     cache = data_cfg.index_cache_bytes
     # refuses a store of another dataset, or an incomplete one
     reader = TeacherStoreReader(dataset, store, index_cache_bytes=cache)
-    try:  # e.g. a checkpoint trained at temperature 2 evaluated against a sampled store
-        loss_cfg.measured().check_store(reader.k, reader.storage)
-    except ValueError as e:
-        raise StoreError(f"{reader.root}: {e}") from None
+    loss_cfg.measured().check_reader(reader)  # e.g. trained at temperature 2, evaluated on a sampled store
     index = SampleIndex.build(reader, data_cfg.eval_fraction)
     if reader.dataset.manifest_hash != prov["dataset"]["manifest_hash"]:
         import logging

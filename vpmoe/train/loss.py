@@ -95,6 +95,16 @@ class LossConfig:
                     "temperature 1), so it takes loss.teacher_k=0, loss.tail=bucket and loss.temperature=1"
                 )
 
+    def check_reader(self, reader) -> None:
+        """`check_store` against an open TeacherStoreReader, refused as a StoreError naming the store (the
+        error the training and evaluation CLIs report without a traceback)."""
+        from vpmoe.teacher.store import StoreError
+
+        try:
+            self.check_store(reader.k, reader.storage)
+        except ValueError as e:
+            raise StoreError(f"{reader.root}: {e}") from None
+
     def measured(self) -> LossConfig:
         """What held-out evaluation computes, whatever the training ablation: KL to the stored teacher's
         whole top-k with the bucket, so every run's eval KL measures the same thing."""

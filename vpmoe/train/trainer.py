@@ -37,7 +37,6 @@ from vpmoe.model.build import (
     teardown_parallel,
 )
 from vpmoe.model.config import StudentConfig
-from vpmoe.teacher.store import StoreError
 from vpmoe.teacher.store_reader import TeacherStoreReader
 from vpmoe.train import checkpoint as ckpt
 from vpmoe.train.data import DataConfig, MicroBatchBuilder, SampleIndex, TrainLoader, eval_batches
@@ -143,10 +142,7 @@ def _seed_everything(seed: int, rank: int) -> None:
 def open_data(spec: RunSpec) -> tuple[TeacherStoreReader, SampleIndex]:
     """Pair the dataset with its teacher store (refusing a mismatch or an incomplete store) and index it."""
     reader = TeacherStoreReader(spec.dataset, spec.store, index_cache_bytes=spec.data.index_cache_bytes)
-    try:
-        spec.loss.check_store(reader.k, reader.storage)
-    except ValueError as e:  # the loss this run asks for is not one this store can give: say so, no traceback
-        raise StoreError(f"{reader.root}: {e}") from None
+    spec.loss.check_reader(reader)  # the loss this run asks for must be one this store can give
     index = SampleIndex.build(reader, spec.data.eval_fraction)
     longest = int(index.lengths.max())
     if longest > spec.model.max_seq_len:
