@@ -21,20 +21,13 @@ fill (the writer streams, like the top-k writer) and their metadata gets its fin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from vpmoe.teacher.array_file import (
-    ENTRY_ARRAYS,
-    ENTRY_ROWS_PER_ROW,
-    LAYOUT,
-    SAMPLED_ROW_ARRAYS,
-    ArrayFile,
-    zarr_codecs,
-)
-from vpmoe.teacher.row_coding import TABLE_ROWS, ZARR_CODING_ATTRIBUTES, IdOrder
+from vpmoe.teacher.array_file import ENTRY_ARRAYS, ENTRY_ROWS_PER_ROW, SAMPLED_ROW_ARRAYS
+from vpmoe.teacher.row_coding import TABLE_ROWS, ZARR_CODING_ATTRIBUTES
 from vpmoe.teacher.store import ShardWriter, StoreError, TeacherStore
-from vpmoe.tokenizer import PADDED_VOCAB_SIZE
 from vpmoe.utils.atomic import Owned
 
 # What a plain Zarr reader needs (the codes decode as topk_id_codes do, through id_order).
@@ -47,114 +40,69 @@ SAMPLED_CODING_ATTRIBUTES = {
     },
 }
 SAMPLED_FIELDS = ("positions", "row_unique", "sampled_ids", "sampled_counts", "tail_count", "target_logprob", "target_rank")  # fmt: skip
+ENTRY_FIELDS = ("sampled_ids", "sampled_counts")  # buffered with an item per entry, coded into ENTRY_ARRAYS
 
 
 class SampledShardWriter(ShardWriter):
     """Streams sampled rows (`sampling.sampled_rows` plus positions and the actual token's log-prob and
-    rank) into a shard group, then commits it (`ShardWriter.commit`: objects first, marker last)."""
+    rank) into a shard group, then commits it (`ShardWriter.commit`: objects first, marker last).
+
+    `ShardWriter` buffers, counts the code table, declares the arrays and encodes the per-row arrays
+    (stored as given); this class adds the entries, a second stream with its own chunks and counts."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = SAMPLED_FIELDS
+    PER_ROW_FIELDS: ClassVar[tuple[str, ...]] = SAMPLED_ROW_ARRAYS  # stored as given (`_code_rows`)
+    PER_ROW_ARRAYS: ClassVar[tuple[str, ...]] = SAMPLED_ROW_ARRAYS
+    CODING_ATTRIBUTES: ClassVar[dict] = {**ZARR_CODING_ATTRIBUTES, **SAMPLED_CODING_ATTRIBUTES}
+    # Entry chunks hold about as many positions' worth of entries as a top-k chunk (array_file.py).
+    CHOSEN_ROWS_PER_TOPK_ROW: ClassVar[int] = ENTRY_ROWS_PER_ROW
 
     def __init__(
         self, store: TeacherStore, stem: str, owned: Owned, *, num_positions: int, num_sequences: int
     ):
-        import zarr
-
-        tmp = owned.path
-        self.store, self.stem, self.tmp, self.owned = store, stem, tmp, owned
-        self.num_positions, self.num_sequences = num_positions, num_sequences
-        self.group = zarr.create_group(str(tmp), zarr_format=3)
-        self.entry_rows = ENTRY_ROWS_PER_ROW * store.topk_rows
-        # The entry arrays' length is unknown until the shard ends: declared at an upper bound (every row
-        # holding min(N, k) ids) so that their chunks are encoded as they fill; re-declared at their length before the last chunk.
-        upper = num_positions * store.row_width
-        self.arrays = {name: self._create(name, (num_positions,)) for name in SAMPLED_ROW_ARRAYS}
-        self.arrays.update({name: self._create(name, (upper,)) for name in ENTRY_ARRAYS})
-        self.rows = max(self.arrays[n].rows for n in SAMPLED_ROW_ARRAYS)
-        self.files = {n: open(a.file_for_write(), "wb") for n, a in self.arrays.items() if a.n_chunks}  # noqa: SIM115
-        self.sizes: dict[str, list[int]] = {n: [] for n in self.files}
-        self.id_order: IdOrder | None = None
-        self.written = self.entries_written = 0  # rows, entries encoded
-        self.buffer: dict[str, list[np.ndarray]] = {n: [] for n in SAMPLED_FIELDS}
-        self.buffered = self.entries_buffered = 0
-        self.seq_lengths: list[int] = []
+        super().__init__(store, stem, owned, num_positions=num_positions, num_sequences=num_sequences)
+        self.entry_rows = self.chosen_rows  # entries encoded per flush: whole chunks of the entry arrays
+        self.entries_written = self.entries_buffered = 0
         self.seq_entries: list[int] = []
 
-    def _create(self, name: str, shape: tuple) -> ArrayFile:
-        """Declare the array (its zarr.json, rendered by zarr; written directly, so that re-declaring an
-        entry array at its final length leaves its data file alone) and open it for encoding."""
-        import zarr
+    def _shapes(self) -> dict[str, tuple]:
+        # The entry arrays' length is unknown until the shard ends: declared at an upper bound (every row
+        # holding min(N, k) ids) so that their chunks are encoded as they fill; re-declared at their
+        # length before the last chunk (`_flush`).
+        upper = self.num_positions * self.store.row_width
+        return {
+            **{name: (self.num_positions,) for name in SAMPLED_ROW_ARRAYS},
+            **{name: (upper,) for name in ENTRY_ARRAYS},
+        }
 
-        layout = LAYOUT[name]
-        rows = max(1, min((self.entry_rows if name in ENTRY_ARRAYS else layout.rows) or shape[0], shape[0]))
-        rendered: dict = {}
-        group = zarr.create_group(zarr.storage.MemoryStore(store_dict=rendered), zarr_format=3)
-        group.create_array(
-            name, shape=shape, chunks=(rows,), shards=(max(1, -(-shape[0] // rows)) * rows,), dtype=layout.dtype,
-            attributes=SAMPLED_CODING_ATTRIBUTES.get(name, ZARR_CODING_ATTRIBUTES.get(name, {})),
-            **zarr_codecs(layout),
-        )  # fmt: skip
-        (self.tmp / name).mkdir(exist_ok=True)
-        (self.tmp / name / "zarr.json").write_bytes(rendered[f"{name}/zarr.json"].to_bytes())
-        return ArrayFile(self.tmp / name)
-
-    def add_sequence(self, **rows: np.ndarray) -> None:
-        if set(rows) != set(SAMPLED_FIELDS):
-            raise StoreError(
-                f"{self.stem}: sampled rows must have exactly {SAMPLED_FIELDS}, got {sorted(rows)}"
-            )
-        n, e = len(rows["positions"]), len(rows["sampled_ids"])
+    def _check_sequence(self, rows: dict[str, np.ndarray]) -> None:
+        e = len(rows["sampled_ids"])
         if int(rows["row_unique"].astype(np.int64).sum()) != e or len(rows["sampled_counts"]) != e:
             raise StoreError(f"{self.stem}: row_unique does not add up to the sequence's {e} entries")
-        for name, arr in rows.items():
-            self.buffer[name].append(arr)
-        self.seq_lengths.append(n)
         self.seq_entries.append(e)
-        self.buffered += n
         self.entries_buffered += e
-        if self.written + self.buffered > self.num_positions:
-            raise StoreError(
-                f"{self.stem}: more rows than the {self.num_positions} supervised positions expected"
-            )
-        if self.id_order is not None or self.buffered >= TABLE_ROWS:
-            self._flush(final=False)
 
-    def _take(self, names: tuple[str, ...], take: int) -> dict[str, np.ndarray]:
-        """The first `take` buffered items of each named field; the rest stays buffered."""
-        out = {}
-        for name in names:
-            parts = self.buffer[name]
-            arr = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            out[name] = arr[:take]
-            self.buffer[name] = [arr[take:]] if take < len(arr) else []
-        return out
+    def _table_ids(self) -> np.ndarray:
+        """The ids drawn in the shard's first TABLE_ROWS rows."""
+        lengths = self._peek("row_unique")
+        first = int(lengths[:TABLE_ROWS].astype(np.int64).sum()) if lengths is not None else 0
+        return self._peek("sampled_ids")[:first] if first else np.zeros(0, np.uint32)
+
+    def _code_rows(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return rows
+
+    def _code_entries(self, entries: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Taken `ENTRY_FIELDS` -> the `ENTRY_ARRAYS` as stored (ids as codes of the shard's id order)."""
+        return {"sampled_id_codes": self.id_order.encode(entries["sampled_ids"]), "sampled_counts": entries["sampled_counts"]}  # fmt: skip
 
     def _flush(self, *, final: bool) -> None:
-        if self.id_order is None:  # the first flush: the ids drawn in the shard's first TABLE_ROWS rows
-            lengths = self.buffer["row_unique"]
-            first = int(np.concatenate(lengths)[:TABLE_ROWS].astype(np.int64).sum()) if lengths else 0
-            ids = np.concatenate(self.buffer["sampled_ids"])[:first] if first else np.zeros(0, np.uint32)
-            self.id_order = IdOrder.count(ids, PADDED_VOCAB_SIZE)
-            order = self._create("id_order", (len(self.id_order.order),))
-            if len(self.id_order.order):
-                order.write(self.id_order.order)
+        super()._flush(final=final)  # the code table (first call), then the rows
         if final:  # the entry arrays' real length is known now: declared so before their last chunk
             d = self.entries_written + self.entries_buffered
             self.arrays.update({name: self._create(name, (d,)) for name in ENTRY_ARRAYS})
-        take = self.buffered if final else (self.buffered // self.rows) * self.rows
-        if take:
-            for name, arr in self._take(SAMPLED_ROW_ARRAYS, take).items():
-                self.sizes[name] += self.arrays[name].append(self.files[name], arr)
-            self.written += take
-            self.buffered -= take
-        etake = (
-            self.entries_buffered if final else (self.entries_buffered // self.entry_rows) * self.entry_rows
-        )
-        if etake:
-            ent = self._take(("sampled_ids", "sampled_counts"), etake)
-            coded = {"sampled_id_codes": self.id_order.encode(ent["sampled_ids"]), "sampled_counts": ent["sampled_counts"]}  # fmt: skip
-            for name, arr in coded.items():
-                self.sizes[name] += self.arrays[name].append(self.files[name], arr)
-            self.entries_written += etake
-            self.entries_buffered -= etake
+        take = self._encode(ENTRY_FIELDS, self.entries_buffered, self.entry_rows, final, self._code_entries)
+        self.entries_written += take
+        self.entries_buffered -= take
 
     def _close_arrays(self) -> None:
         """The row and entry arrays' indexes (an entry array with no entry at all has no file), and both
@@ -171,5 +119,4 @@ class SampledShardWriter(ShardWriter):
                     f.close()
                     Path(f.name).unlink()
         super()._close_arrays()
-        offsets = np.concatenate([[0], np.cumsum(self.seq_entries)]).astype(np.int64)
-        self._create("seq_entry_offsets", offsets.shape).write(offsets)
+        self._write_offsets("seq_entry_offsets", self.seq_entries)

@@ -21,9 +21,9 @@ the codes and deltas are lossless transforms (row_coding.py) that exist only on 
 
 Rows are the supervised positions only (labels != -100), in sequence order then position order, and
 sequences in the prepared shard's order. Every inner chunk and every shard index carries a crc32c (Zarr's
-`crc32c` codec), checked on every read, so a corrupted file is an error, never silent garbage. zarr writes
-the metadata; the data is encoded by `ArrayFile` (the same bytes zarr would write, read back by both zarr
-and our reader).
+`crc32c` codec), checked on every read, so a corrupted file is an error, never silent garbage. zarr renders
+the metadata (`ShardWriter._create` writes it as rendered); the data is encoded by `ArrayFile` (the same
+bytes zarr would write, read back by both zarr and our reader).
 
 Commit protocol (vpmoe/utils/atomic.py): a shard is written into `shards/.tmp-<name>-<owner token>/`, which
 its writer holds locked (flock) until the marker is written; the tree is fsynced and renamed to
@@ -298,10 +298,24 @@ class ShardWriter:
 
     Takes decoded rows (`ShardArrays` fields but seq_offsets) and codes them (row_coding.py). The id
     order is counted over the shard's first `TABLE_ROWS` positions, so nothing is encoded until that many
-    are buffered (~6.5 MB at k=64) or the shard ends. zarr writes the metadata (create_array) and nothing
+    are buffered (~6.5 MB at k=64) or the shard ends. zarr renders the metadata (create_array) and nothing
     else: its write path costs ~4.5 us per position over the encoding itself
     (benchmarks/results/store_cpu.md), so inner chunks are encoded here and appended to each array's file
-    as they fill; the shard index goes at the end on commit."""
+    as they fill; the shard index goes at the end on commit.
+
+    The buffering, the code table, the array metadata and the commit serve both store kinds: the writer of
+    a sampled store (`SampledShardWriter`) sets the class attributes below and overrides the hooks
+    `_shapes`, `_check_sequence`, `_table_ids` and `_code_rows`, and extends `_flush` and `_close_arrays`
+    with its entry arrays."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = ShardArrays.ROW_FIELDS  # add_sequence's keywords, all buffered
+    # The buffered fields with an item per row (taken `rows` at a time) and the arrays they are coded into.
+    PER_ROW_FIELDS: ClassVar[tuple[str, ...]] = ShardArrays.ROW_FIELDS
+    PER_ROW_ARRAYS: ClassVar[tuple[str, ...]] = ROW_ARRAYS
+    CODING_ATTRIBUTES: ClassVar[dict] = ZARR_CODING_ATTRIBUTES  # an array's Zarr attributes, by name
+    # Inner chunk rows of the arrays whose layout offers a choice (`rows_choices`), per row of the top-k
+    # chunk size the store chose (`topk_rows`): the top-k arrays use that size itself.
+    CHOSEN_ROWS_PER_TOPK_ROW: ClassVar[int] = 1
 
     def __init__(
         self, store: TeacherStore, stem: str, owned: Owned, *, num_positions: int, num_sequences: int
@@ -311,47 +325,58 @@ class ShardWriter:
         self.store, self.stem, self.tmp, self.owned = store, stem, tmp, owned
         self.num_positions, self.num_sequences = num_positions, num_sequences
         self.group = zarr.create_group(str(tmp), zarr_format=3)
-        k = store.provenance.k
-        self.arrays = {
-            name: self._create(name, (num_positions, k) if name in ("topk_id_codes", "topk_logprob_deltas") else (num_positions,))
-            for name in ROW_ARRAYS
-        }  # fmt: skip
-        self.rows = max(a.rows for a in self.arrays.values())  # rows encoded per flush: whole chunks of each
+        self.chosen_rows = self.CHOSEN_ROWS_PER_TOPK_ROW * store.topk_rows
+        self.arrays = {name: self._create(name, shape) for name, shape in self._shapes().items()}
+        # rows encoded per flush: whole chunks of each per-row array
+        self.rows = max(self.arrays[n].rows for n in self.PER_ROW_ARRAYS)
         # One open file per array while rows stream in (closed by commit or abort); sizes of the inner
         # chunks written, for the index.
         self.files = {n: open(a.file_for_write(), "wb") for n, a in self.arrays.items() if a.n_chunks}  # noqa: SIM115
         self.sizes: dict[str, list[int]] = {n: [] for n in self.files}
         self.id_order: IdOrder | None = None  # counted from the first TABLE_ROWS rows
         self.written = 0  # rows encoded (a multiple of `rows` until the final flush)
-        self.buffer: dict[str, list[np.ndarray]] = {n: [] for n in ShardArrays.ROW_FIELDS}
+        self.buffer: dict[str, list[np.ndarray]] = {n: [] for n in self.FIELDS}
         self.buffered = 0
         self.seq_lengths: list[int] = []
 
+    def _shapes(self) -> dict[str, tuple]:
+        """Hook: the arrays streamed as rows come, by name, at their shapes when the shard begins."""
+        p, k = self.num_positions, self.store.provenance.k
+        return {
+            name: (p, k) if name in ("topk_id_codes", "topk_logprob_deltas") else (p,) for name in ROW_ARRAYS
+        }
+
     def _create(self, name: str, shape: tuple) -> ArrayFile:
-        """The array's zarr.json: inner chunks of the layout's rows (at most the array's), one shard (file)
-        covering the array."""
+        """Declare the array and open it for encoding: its zarr.json, inner chunks of the layout's rows (the
+        writer's `chosen_rows` where the layout offers a choice; at most the array's length), one shard
+        (file) covering the array. zarr renders the metadata in memory and it is written here, so that
+        re-declaring an array (a sampled store's entry arrays, at their final length) leaves its data file
+        alone; the bytes are those zarr's own store would write."""
+        zarr = _zarr()
         layout = LAYOUT[name]
-        rows = max(
-            1, min((self.store.topk_rows if layout.rows_choices else layout.rows) or shape[0], shape[0])
-        )
-        chunks = (rows, *shape[1:])
-        shards = (max(1, -(-shape[0] // rows)) * rows, *shape[1:])
-        self.group.create_array(
+        rows = max(1, min((self.chosen_rows if layout.rows_choices else layout.rows) or shape[0], shape[0]))
+        rendered: dict = {}
+        group = zarr.create_group(zarr.storage.MemoryStore(store_dict=rendered), zarr_format=3)
+        group.create_array(
             name,
             shape=shape,
-            chunks=chunks,
-            shards=shards,
+            chunks=(rows, *shape[1:]),
+            shards=(max(1, -(-shape[0] // rows)) * rows, *shape[1:]),
             dtype=layout.dtype,
-            attributes=ZARR_CODING_ATTRIBUTES.get(name, {}),  # how a plain Zarr reader decodes it
+            attributes=self.CODING_ATTRIBUTES.get(name, {}),  # how a plain Zarr reader decodes it
             **zarr_codecs(layout),
         )
+        (self.tmp / name).mkdir(exist_ok=True)
+        (self.tmp / name / "zarr.json").write_bytes(rendered[f"{name}/zarr.json"].to_bytes())
         return ArrayFile(self.tmp / name)
 
     def add_sequence(self, **rows: np.ndarray) -> None:
-        if set(rows) != set(ShardArrays.ROW_FIELDS):
+        """Buffer one sequence's rows (exactly the `FIELDS`, decoded); encode the whole chunks they fill."""
+        if set(rows) != set(self.FIELDS):
             raise StoreError(
-                f"{self.stem}: rows must have exactly {ShardArrays.ROW_FIELDS}, got {sorted(rows)}"
+                f"{self.stem}: {self.store.storage} rows must have exactly {self.FIELDS}, got {sorted(rows)}"
             )
+        self._check_sequence(rows)
         n = len(rows["positions"])
         for name, arr in rows.items():
             self.buffer[name].append(arr)
@@ -361,37 +386,71 @@ class ShardWriter:
             raise StoreError(
                 f"{self.stem}: more rows than the {self.num_positions} supervised positions expected"
             )
-        if self.buffered >= self.rows and (self.id_order is not None or self.buffered >= TABLE_ROWS):
+        # Nothing is encoded before the code table is counted (over TABLE_ROWS rows, or all at commit);
+        # after it any sequence may fill a chunk (of rows, or of a sampled store's entries): `_flush`
+        # encodes whole chunks only, so a flush that finds none costs nothing.
+        if self.id_order is not None or self.buffered >= TABLE_ROWS:
             self._flush(final=False)
 
+    def _check_sequence(self, rows: dict[str, np.ndarray]) -> None:
+        """Hook: check (and count) a sequence's rows beyond their fields, before any is buffered."""
+
     def _flush(self, *, final: bool) -> None:
-        if not self.buffered and self.id_order is not None:
-            return
-        take = self.buffered if final else (self.buffered // self.rows) * self.rows
-        arrays = {}
-        for name, parts in self.buffer.items():
-            arr = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else None
-            arrays[name] = arr
-            self.buffer[name] = [arr[take:]] if arr is not None and take < len(arr) else []
-        if self.id_order is None:  # the first flush: the shard's first min(TABLE_ROWS, P) rows are here
-            ids = arrays["topk_ids"]
-            self.id_order = IdOrder.count(ids[:TABLE_ROWS] if ids is not None else [], PADDED_VOCAB_SIZE)
+        """Encode the buffered rows' whole chunks (all of them when `final`) onto the array files. The first
+        call counts the shard's code table (`_table_ids`) before taking anything from the buffer: the
+        shard's first TABLE_ROWS rows (or all its rows) are all in it then."""
+        if self.id_order is None:
+            self.id_order = IdOrder.count(self._table_ids(), PADDED_VOCAB_SIZE)
             n = len(self.id_order.order)
             order = self._create("id_order", (n,))
             if n:
                 order.write(self.id_order.order)
-        if take:
-            coded = {
-                "positions": arrays["positions"][:take],
-                "topk_id_codes": self.id_order.encode(arrays["topk_ids"][:take]),
-                "topk_logprob_deltas": logprob_deltas(arrays["topk_logprobs"][:take]),
-                "target_logprob": arrays["target_logprob"][:take],
-                "target_rank": arrays["target_rank"][:take],
-            }
-            for name, rows in coded.items():
-                self.sizes[name] += self.arrays[name].append(self.files[name], rows)
+        take = self._encode(self.PER_ROW_FIELDS, self.buffered, self.rows, final, self._code_rows)
         self.written += take
         self.buffered -= take
+
+    def _table_ids(self) -> np.ndarray:
+        """Hook: the ids the shard's code table is counted over: the top-k ids of its first TABLE_ROWS rows."""
+        ids = self._peek("topk_ids")
+        return ids[:TABLE_ROWS] if ids is not None else np.zeros(0, np.uint32)
+
+    def _code_rows(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Hook: taken `PER_ROW_FIELDS` rows -> the `PER_ROW_ARRAYS` rows as stored (row_coding.py)."""
+        return {
+            "positions": rows["positions"],
+            "topk_id_codes": self.id_order.encode(rows["topk_ids"]),
+            "topk_logprob_deltas": logprob_deltas(rows["topk_logprobs"]),
+            "target_logprob": rows["target_logprob"],
+            "target_rank": rows["target_rank"],
+        }
+
+    def _encode(self, fields: tuple[str, ...], buffered: int, rows: int, final: bool, code) -> int:
+        """Take the whole chunks of `rows` items among the `buffered` ones of `fields` (all of them when
+        `final`), code them (`code`: fields -> arrays) and append them to the arrays' files; returns how
+        many items were taken. Only whole chunks are taken before the end, so the bytes do not depend on
+        when a flush comes."""
+        take = buffered if final else (buffered // rows) * rows
+        if take:
+            for name, arr in code(self._take(fields, take)).items():
+                self.sizes[name] += self.arrays[name].append(self.files[name], arr)
+        return take
+
+    def _peek(self, name: str) -> np.ndarray | None:
+        """All the buffered items of field `name` (None if none), concatenated. The buffer keeps the
+        concatenation, so a `_take` that follows does not concatenate again."""
+        parts = self.buffer[name]
+        if len(parts) > 1:
+            parts[:] = [np.concatenate(parts)]
+        return parts[0] if parts else None
+
+    def _take(self, names: tuple[str, ...], take: int) -> dict[str, np.ndarray]:
+        """The first `take` (> 0, at most those buffered) items of each named field; the rest stays buffered."""
+        out = {}
+        for name in names:
+            arr = self._peek(name)
+            out[name] = arr[:take]
+            self.buffer[name] = [arr[take:]] if take < len(arr) else []
+        return out
 
     def commit(
         self, *, dataset_shard_sha256: str, sample_ids: list[str], quarantined: list[dict] = ()
@@ -449,8 +508,12 @@ class ShardWriter:
         for name, f in self.files.items():
             f.write(self.arrays[name].encode_index(self.sizes[name]))
             f.close()
-        offsets = np.concatenate([[0], np.cumsum(self.seq_lengths)]).astype(np.int64)
-        self._create("seq_offsets", offsets.shape).write(offsets)
+        self._write_offsets("seq_offsets", self.seq_lengths)
+
+    def _write_offsets(self, name: str, counts: list[int]) -> None:
+        """The offsets array `name` (int64 [S+1]: sequence i's items are offsets[i]:offsets[i+1]), whole."""
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._create(name, offsets.shape).write(offsets)
 
     def abort(self) -> None:
         for f in self.files.values():
