@@ -1,12 +1,13 @@
 """Evaluate a training checkpoint on the held-out split: KL to the teacher, CE, top-1 agreement per span.
 
     python -m pipelines.evaluate checkpoint=<run dir | step dir> [dataset=<dir>] [store=<dir>]
-        [device=cpu|cuda] [output=<json>] [verbose=true]
+        [device=cpu|cuda] [reference=<teacher reference .npz>] [output=<json>] [verbose=true]
 
 The checkpoint's provenance supplies the model, data (held-out split) and loss configs; dataset and store
-default to the ones it was trained on. Prints the metrics line and writes them as JSON (default:
-<checkpoint>/eval.json). Third-party messages go to <checkpoint>/logs/evaluate.log unless verbose=true.
-docs/training.md.
+default to the ones it was trained on. Every evaluation reports the student's calibration (ECE); a teacher
+reference (vpmoe/train/teacher_reference.py) adds the KL to the teacher's full distribution. Prints the
+metrics line and writes them as JSON (default: <checkpoint>/eval.json). Third-party messages go to
+<checkpoint>/logs/evaluate.log unless verbose=true. docs/training.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from pipelines._console import route_console, stage_log_file
 from vpmoe.utils.atomic import commit_file
 
-KEYS = ("checkpoint", "dataset", "store", "device", "output", "verbose")
+KEYS = ("checkpoint", "dataset", "store", "device", "reference", "output", "verbose")
 
 
 def parse(argv: list[str]) -> dict:
@@ -49,6 +50,7 @@ def main(argv: list[str]) -> int:
     from vpmoe.train.checkpoint import CheckpointError
     from vpmoe.train.evaluate import evaluate_checkpoint
     from vpmoe.train.metrics import format_eval_line
+    from vpmoe.train.teacher_reference import ReferenceError
 
     if "WORLD_SIZE" not in os.environ:
         with socket.socket() as s:
@@ -61,8 +63,9 @@ def main(argv: list[str]) -> int:
             dataset=args.get("dataset"),
             store=args.get("store"),
             device=args.get("device"),
+            reference=args.get("reference"),
         )
-    except (CheckpointError, ManifestError, StoreError) as e:
+    except (CheckpointError, ManifestError, StoreError, ReferenceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     out = Path(args.get("output") or Path(result["checkpoint"]) / "eval.json")

@@ -32,6 +32,7 @@ from vpmoe.model.build import (
 from vpmoe.model.config import GPT_OSS_VOCAB_SIZE
 from vpmoe.model.rms_norm import RMSNorm
 from vpmoe.model.tp_shards import tensor_parallel_shard
+from vpmoe.train.full_softmax import full_softmax_rows
 from vpmoe.train.loss import LossConfig, head_loss
 
 LOSS = LossConfig(impl="torch", ce_weight=0.3, temperature=1.5)
@@ -87,7 +88,15 @@ def step_and_eval(ddp, opt, model) -> dict:
     assert ok, "optimizer step was skipped"
     model.eval()
     with torch.no_grad():
-        ev = _head(forward_student(ddp, held_out["ids"]), held_out)
+        out = forward_student(ddp, held_out["ids"])
+        ev = _head(out, held_out)
+        # the whole softmax over the vocabulary-parallel head (evaluation's ECE and full-distribution KL)
+        h = out.head.hidden
+        probe = held_out["teacher_ids"].transpose(0, 1).reshape(-1, K)
+        full = full_softmax_rows(
+            h.reshape(-1, h.shape[-1]), out.head.weight, ids=probe, vocab_start=out.head.vocab_start,
+            tp_group=out.head.tp_group,
+        )  # fmt: skip
     model.train()
     return {
         "loss": float(res.loss),
@@ -96,6 +105,8 @@ def step_and_eval(ddp, opt, model) -> dict:
         "grads": grads,
         "params": {n: _with_shard(p, p) for n, p in model.named_parameters()},
         "eval": {"loss": ev.loss, "kl": ev.kl, "ce": ev.ce, "top1": ev.top1_agree},
+        "full_softmax": {"confidence": full.confidence, "logq": full.logq},
+        "full_argmax": full.argmax,
     }
 
 
@@ -165,6 +176,9 @@ def test_tensor_parallel_two_gloo_processes_match_one_process(world1, tmp_path):
         assert r["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-5)
         for key, value in ref["eval"].items():
             torch.testing.assert_close(r["eval"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+        for key, value in ref["full_softmax"].items():
+            torch.testing.assert_close(r["full_softmax"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+        assert torch.equal(r["full_argmax"], ref["full_argmax"])
         assert set(r["norm_marks"].values()) == {True}, r["norm_marks"]
     for what in ("grads", "params"):
         assert ranks[0][what].keys() == ref[what].keys()

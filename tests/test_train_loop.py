@@ -1,12 +1,14 @@
 """The training loop end to end on the tiny student and the real tiny teacher store (CPU):
 the loss falls; a run stopped at max_steps and resumed, and a run SIGKILLed and rerun, reproduce the
 uninterrupted run's metrics step for step; the standalone eval of a checkpoint matches the run's own;
-the checkpoint layout (marker, keep-last, provenance) and the resume guard (config change refused)."""
+the checkpoint layout (marker, keep-last, provenance) and the resume guard (config change refused); the
+standalone eval against a teacher reference (the KL to the teacher's full distribution)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import cli_env, run_module
 from hydra import compose, initialize_config_dir
 
 from pipelines.train import build_spec
@@ -202,3 +205,43 @@ def test_non_finite_step_stops_the_run_before_the_update(tmp_path, small_dataset
         train(tmp_path, small_dataset, scored_store, "train.max_steps=1")
     assert complete_checkpoints(tmp_path / "checkpoints") == []
     assert read_metrics(tmp_path / "metrics.jsonl", "train") == []  # only the step-0 eval
+
+
+def test_standalone_eval_against_a_teacher_reference(
+    reference_run, tmp_path, small_dataset, scored_store, tiny_teacher
+):
+    """The study's reference builder runs the teacher's whole softmax with transformers, checked against the
+    store vLLM wrote (its log-probs at the stored top-k ids); pipelines.evaluate then adds the KL to the
+    teacher's full distribution, at least the KL to the store's top-k with the bucket (data processing)."""
+    ref = tmp_path / "ref.npz"
+    cmd = [
+        sys.executable, "benchmarks/quality/teacher_reference.py", "--teacher", str(tiny_teacher),
+        "--dataset", str(small_dataset), "--store", str(scored_store), "--out", str(ref),
+        "--eval-fraction", "0.2", "--draws", "32",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    summary = json.loads(res.stdout[res.stdout.index("{") :])
+    assert 0 <= summary["store_logprob_abs_diff_max"] < 0.05 and summary["positions"] > 0
+
+    run_dir, _ = reference_run
+    out = tmp_path / "eval.json"
+    res = run_module("pipelines.evaluate", f"checkpoint={run_dir}", f"reference={ref}", f"output={out}")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "full-distribution kl" in res.stdout and "ece" in res.stdout
+    ev = json.loads(out.read_text())
+    assert ev["reference_positions"] == ev["tokens"] > 0  # every evaluated position found its reference row
+    assert ev["kl_full_se"] > 0 and ev["kl_full"] + 4 * ev["kl_full_se"] >= ev["kl"], ev
+    assert 0 <= ev["ece"] <= 1 and 0 <= ev["top1_full"] <= 1
+    assert sum(b[0] for b in ev["calibration_bins"]) == ev["tokens"]
+
+    # A reference of another dataset is refused before the model is built, naming the file.
+    from vpmoe.train.teacher_reference import ReferenceError, TeacherReference, write_reference
+
+    other = tmp_path / "other.npz"
+    r = TeacherReference.load(str(ref))
+    arrays = {a: getattr(r, a) for a in ("shard", "row", "crc", "offsets", "positions", "draws")}
+    arrays.update(draw_logprobs=r.draw_logprobs, entropy=r.entropy, argmax=r.argmax)
+    write_reference(other, manifest_hash="0" * 64, seed=0, **arrays)
+    with pytest.raises(ReferenceError, match=re.escape(f"{other}: built for dataset 0000")):
+        evaluate_checkpoint(str(run_dir), reference=str(other))

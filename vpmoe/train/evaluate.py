@@ -1,4 +1,6 @@
-"""Held-out evaluation: KL to the teacher, CE and top-1 agreement per span, over the eval split.
+"""Held-out evaluation: KL to the teacher, CE and top-1 agreement per span, over the eval split; the
+student's calibration (ECE) and, given a teacher reference, the KL to the teacher's full distribution
+(vpmoe/train/full_softmax.py).
 
 The eval split is declared by `data.eval_fraction` (a sample is held out iff the hash of its id says so,
 vpmoe/train/data.py), so it is disjoint from training by sample id and the same in every run on the same
@@ -7,10 +9,20 @@ dataset. Metrics are token means per span, summed over all data-parallel ranks b
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from vpmoe.data.harmony_render import Span
+from vpmoe.data.harmony_render import IGNORE_INDEX, Span
 from vpmoe.train.data import MicroBatchBuilder, pad_batch
+from vpmoe.train.full_softmax import (
+    CALIB_SUMS,
+    ECE_BINS,
+    REFERENCE_SUMS,
+    calibration_sums,
+    full_softmax_metrics,
+    full_softmax_rows,
+    reference_sums,
+)
 from vpmoe.train.loss import LOSS_SPAN_IDS, LossConfig, head_loss
 from vpmoe.train.schedule import run_micro_batches, sum_over_pipeline
 
@@ -69,36 +81,70 @@ def evaluate(
     *,
     device: torch.device,
     dp_group=None,
+    reference=None,
 ) -> dict:
     """Evaluate on this rank's held-out micro-batches (`micro`: (sample indices, real) pairs from
     `rank_eval_batches`; real=False is a padding pass that keeps collectives aligned). Collective.
     The KL is to the stored teacher's whole top-k with the bucket (`LossConfig.measured`), whatever the run
-    trained on, so runs of different `loss.teacher_k`, `loss.tail` or `loss.target` compare."""
+    trained on, so runs of different `loss.teacher_k`, `loss.tail` or `loss.target` compare.
+    `reference`: a ReferenceLookup (vpmoe/train/teacher_reference.py) over `builder`'s samples, for the KL to
+    the teacher's full distribution; every held-out sample must have its rows there."""
     loss_cfg = loss_cfg.measured()
     was_training = model.training
     model.eval()
     try:
         sums = torch.zeros(len(LOSS_SPAN_IDS), len(SUMS), dtype=torch.float64, device=device)
+        calib = torch.zeros(ECE_BINS, len(CALIB_SUMS), dtype=torch.float64, device=device)
+        ref_sums = torch.zeros(len(REFERENCE_SUMS), dtype=torch.float64, device=device)
         for samples, real in micro:
             batch = common_shapes(model, [builder.build(samples)], device)[0]
+            ref_rows = reference.batch_rows(samples, batch["labels"]) if reference and real else None
 
-            def loss_fn(mb, head, real=real):
+            def loss_fn(mb, head, real=real, ref_rows=ref_rows):
                 nonlocal sums
                 res = head_loss(
                     head, mb["labels"], mb["teacher_ids"], mb["teacher_logprobs"],
                     torch.ones(mb["labels"].shape), loss_cfg,
                 )  # fmt: skip
+                # every tensor-parallel rank runs this (its collectives), padding passes included
+                full = _full_softmax(head, mb["labels"], ref_rows)
                 if real:
                     sums += head_sums(res, mb["position_spans"])
+                    calib.add_(calibration_sums(full, _supervised(mb["labels"], res.kl.device)[1]))
+                    if ref_rows is not None:
+                        ref_sums.add_(
+                            reference_sums(full, {k: v.to(res.kl.device) for k, v in ref_rows.items()})
+                        )
                 return res.loss
 
             run_micro_batches(model, [batch], loss_fn, device=device, forward_only=True)
         if torch.distributed.is_initialized():
-            sum_over_pipeline(sums)  # only the last stage holds the head's sums
-            torch.distributed.all_reduce(sums, group=dp_group)
+            for t in (sums, calib, ref_sums):
+                sum_over_pipeline(t)  # only the last stage holds the head's sums
+                torch.distributed.all_reduce(t, group=dp_group)
     finally:
         model.train(was_training)
-    return eval_metrics(sums.cpu(), loss_cfg)
+    return {
+        **eval_metrics(sums.cpu(), loss_cfg),
+        **full_softmax_metrics(calib.cpu(), ref_sums.cpu() if reference else None),
+    }
+
+
+def _supervised(labels: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The supervised rows of a [b, s] batch in the head's sequence-first order, and their next tokens."""
+    flat = labels.transpose(0, 1).reshape(-1).to(device)
+    rows = torch.nonzero(flat != IGNORE_INDEX).squeeze(1)
+    return rows, flat[rows].long()
+
+
+def _full_softmax(head, labels: torch.Tensor, ref_rows: dict | None):
+    s, b, h = head.hidden.shape
+    rows, _ = _supervised(labels, head.hidden.device)
+    ids = None if ref_rows is None else ref_rows["draws"].to(head.hidden.device)
+    return full_softmax_rows(
+        head.hidden.reshape(s * b, h)[rows], head.weight, ids=ids, vocab_start=head.vocab_start,
+        tp_group=head.tp_group,
+    )  # fmt: skip
 
 
 def eval_metrics(sums: torch.Tensor, loss_cfg: LossConfig) -> dict:
@@ -140,11 +186,14 @@ def evaluate_checkpoint(
     dataset: str | None = None,
     store: str | None = None,
     device: str | None = None,
+    reference: str | None = None,
 ) -> dict:
     """Standalone eval of a training checkpoint (a `step_*` dir, or a run dir: its newest complete one).
 
     The model, data and loss configs come from the checkpoint's provenance; dataset / store default to the
     ones it was trained on. Runs as one process (world of 1: megatron reshards the checkpoint on load).
+    `reference`: a teacher reference of the dataset's held-out samples (vpmoe/train/teacher_reference.py)
+    adds the KL to the teacher's full distribution and top-1 agreement with its full argmax.
     """
     from vpmoe.model.build import ParallelConfig, build_student, init_parallel, rank_device, teardown_parallel
     from vpmoe.model.config import StudentConfig
@@ -178,13 +227,21 @@ def evaluate_checkpoint(
             reader.dataset.manifest_hash,
             prov["dataset"]["manifest_hash"],
         )
+    lookup = None
+    if reference is not None:
+        from vpmoe.train.teacher_reference import ReferenceLookup, TeacherReference
+
+        ref = TeacherReference.load(reference)
+        ref.check_dataset(reader.dataset.manifest_hash)
+        lookup = ReferenceLookup(ref, index, [s.name for s in reader.dataset.manifest.shards])
+        lookup.check_samples(np.flatnonzero(index.held_out))  # before the model is built
     init_parallel(ParallelConfig(), device=dev)
     try:
         model = build_student(model_cfg, device=dev, seed=0)
         load_model_and_optimizer(ckpt, model, None)
         builder = MicroBatchBuilder(dataset, reader.root, index, reader.k, index_cache_bytes=cache)
         micro = rank_eval_batches(eval_batches(index, data_cfg), dp=1, rank=0)
-        metrics = evaluate(model, builder, micro, loss_cfg, device=dev)
+        metrics = evaluate(model, builder, micro, loss_cfg, device=dev, reference=lookup)
     finally:
         teardown_parallel()
     return {
@@ -192,5 +249,8 @@ def evaluate_checkpoint(
         "checkpoint": str(ckpt),
         "step": meta["step"],
         "dataset_manifest_hash": reader.dataset.manifest_hash,
+        **(
+            {"reference": reference, "reference_draws": lookup.reference.draws_per_position} if lookup else {}
+        ),
         **metrics,
     }

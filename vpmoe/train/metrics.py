@@ -60,6 +60,11 @@ def format_eval_line(m: dict) -> str:
             f"({m[f'tokens_{span}']} tok)"
         )
     parts.append(f"all: kl {m['kl']:.4f} ce {m['ce']:.4f} top1 {m['top1']:.3f} loss {m['loss']:.4f}")
+    parts.append(f"ece {m['ece']:.4f} accuracy {m['accuracy']:.3f}")
+    if "kl_full" in m:  # against a teacher reference (vpmoe/train/teacher_reference.py)
+        parts.append(
+            f"full-distribution kl {m['kl_full']:.4f} ± {m['kl_full_se']:.4f} top1 {m['top1_full']:.3f}"
+        )
     return " | ".join(parts)
 
 
