@@ -4,13 +4,14 @@
 #   bash benchmarks/quality/reproduce.sh all          # a machine with a GPU, vllm and the repo's env
 #   bash benchmarks/quality/reproduce.sh data         # CPU:  corpus + preparation (~15 s)
 #   bash benchmarks/quality/reproduce.sh teacher      # GPU:  the teacher (~100 s on one H200)
-#   bash benchmarks/quality/reproduce.sh score        # CPU:  top-64 and sampled stores + reports (~22 min, 2 cores)
-#   bash benchmarks/quality/reproduce.sh study        # GPU:  5 arms x 3 seeds (~4 min on one H200, 4 runs at a time)
+#   bash benchmarks/quality/reproduce.sh score        # CPU:  top-64 and sampled stores + reports (~30 min, 2 cores)
+#   bash benchmarks/quality/reproduce.sh reference    # CPU:  the teacher's full softmax on the held-out text (~5 min)
+#   bash benchmarks/quality/reproduce.sh study        # GPU:  5 arms x 3 seeds (~5 min on one H200, 6 runs at a time)
 #   bash benchmarks/quality/reproduce.sh table        # any:  the merged table of every study.json
 #
-# Where the GPU is another machine (this project's lent H200), run `data` and `score` here and `teacher`
-# and `study` there, carrying data/real/study (the stores and the prepared split: ~59 MB) and the cp312
-# wheels the GPU machine lacks (docs/quality.md "Reproducing").
+# Where the GPU is another machine (this project's lent H200), run `data`, `score` and `reference` here and
+# `teacher` and `study` there, carrying the prepared split, a store and the reference (the top-k arms:
+# ~61 MB; kd_sampled: ~19 MB) and the cp312 wheels the GPU machine lacks (docs/quality.md "Reproducing").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # the repo's env where it exists (make env), else the machine's python (the GPU machine); PY= overrides
@@ -19,6 +20,7 @@ REAL=data/real
 STUDY=$REAL/study
 TEACHER=$REAL/teacher-real-h64
 OUT=${STUDY_OUT:-runs/quality}
+REFERENCE=$STUDY/reference_m16.npz
 
 stores() {  # the top-64 and the sampled store of the study split (after `score`)
   local root
@@ -30,8 +32,8 @@ stores() {  # the top-64 and the sampled store of the study split (after `score`
 stage_data() {
   $PY tools/build_real_corpus.py --install --output $REAL/real_corpus.parquet
   $PY -m pipelines.prepare input=$REAL/real_corpus.parquet output=$REAL/prepared
-  # the study split: every held-out row, 40% of the others (the teacher trains on the full corpus's split)
-  $PY tools/build_real_corpus.py --output $STUDY/corpus.parquet --train-share 0.4
+  # the study split: every held-out row, 50% of the others (the teacher trains on the full corpus's split)
+  $PY tools/build_real_corpus.py --output $STUDY/corpus.parquet --train-share 0.5
   $PY -m pipelines.prepare input=$STUDY/corpus.parquet output=$STUDY/prepared
 }
 
@@ -51,22 +53,29 @@ stage_score() {
   $PY -m pipelines.report store="$SAMP" dataset=$STUDY/prepared output=$STUDY/report_sampled
 }
 
+stage_reference() {  # the teacher's full softmax at every held-out position, checked against the top-64 store
+  stores
+  $PY benchmarks/quality/teacher_reference.py --teacher $TEACHER --dataset $STUDY/prepared --store "$TOPK" \
+    --out $REFERENCE --draws 16
+}
+
 stage_study() {
   stores
   $PY benchmarks/quality/study.py --dataset $STUDY/prepared --store "$TOPK" --sampled-store "$SAMP" \
-    --out "$OUT" --seeds 1 2 3 --parallel 4
+    --reference $REFERENCE --out "$OUT" --seeds 1 2 3 --parallel 6
 }
 
 stage_table() {
-  $PY benchmarks/quality/tabulate.py "${@:-$OUT/study.json}"
+  $PY benchmarks/quality/study_table.py "${@:-$OUT/study.json}"
 }
 
 case "${1:-}" in
   data) stage_data ;;
   teacher) stage_teacher ;;
   score) stage_score ;;
+  reference) stage_reference ;;
   study) stage_study ;;
   table) shift; stage_table "$@" ;;
-  all) stage_data; stage_teacher; stage_score; stage_study; stage_table ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  all) stage_data; stage_teacher; stage_score; stage_reference; stage_study; stage_table ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

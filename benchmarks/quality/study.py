@@ -1,8 +1,8 @@
 """The distillation-quality study: the same student, tokens and seeds trained by `pipelines.train` under
 each loss arm, then its held-out metrics side by side (docs/quality.md).
 
-    python benchmarks/quality/study.py --dataset D --store S [--sampled-store S2] --out O [--seeds 1 2] \
-        [--parallel 4] [--arms ce_only kd_top64_bucket ...] [-- extra pipelines.train overrides]
+    python benchmarks/quality/study.py --dataset D --store S [--sampled-store S2] [--reference R] --out O \
+        [--seeds 1 2] [--parallel 4] [--arms ce_only kd_top64_bucket ...] [-- extra pipelines.train overrides]
 
 Arms (pipelines.train overrides; everything else from `experiment=quality_h200` and the extra overrides):
 
@@ -14,14 +14,15 @@ Arms (pipelines.train overrides; everything else from `experiment=quality_h200` 
 | kd_top8_bucket | the first 8 of the stored top-64, with the tail bucket |
 | kd_sampled | the sampled store (`--sampled-store`: RS-KD, N draws per position from the same teacher's (k+1)-way distribution, teacher.storage=sampled) |
 
-Held-out evaluation is the trainer's (vpmoe/train/evaluate.py): on every held-out sequence, the student's
-CE on the actual next token (what decides "better"), KL to the top-k store's whole top-64 with the
-bucket (whatever the arm trained on), and top-1 agreement with the teacher; every `train.eval_interval`
-steps and at the end. kd_sampled trains on the sampled store, so its in-run evals measure against those
-draws; its final metrics are a `pipelines.evaluate` of its last checkpoint against the top-k store (the
-same held-out rows and measure as every other arm). Runs go to `<out>/<arm>-seed<seed>/` (a rerun resumes
-or skips a finished run); `<out>/study.json` gathers each run's eval curve and final metrics, and the
-mean and spread per arm.
+Held-out evaluation: on every held-out sequence, the student's CE on the actual next token (what decides
+"better"), its calibration (ECE), the KL to the top-k store's whole top-64 with the bucket and top-1
+agreement with the teacher (vpmoe/train/evaluate.py). The trainer evaluates every `train.eval_interval`
+steps (the curves); each run's final metrics are a `pipelines.evaluate` of its last checkpoint against
+`--eval-store` (default: `--store`, else the arm's own store) with `--reference`, the teacher's full
+softmax on the held-out text (benchmarks/quality/teacher_reference.py), which adds the KL to the teacher's
+full distribution and top-1 agreement with its full argmax, the same measure for every arm. Runs go to
+`<out>/<arm>-seed<seed>/` (a rerun resumes or skips a finished run); `<out>/study.json` gathers each run's
+eval curve and final metrics, and the mean and spread per arm.
 
 Several runs share the one GPU at a time (`--parallel`): the tiny student's step is host-bound, so they
 overlap on the 16 host cores; every run has its own process, seed and port.
@@ -47,7 +48,10 @@ ARMS = {
     "kd_sampled": [],  # on --sampled-store
 }
 SAMPLED_ARMS = ("kd_sampled",)
-METRICS = ("ce", "kl", "top1", "ce_reasoning", "ce_final", "kl_reasoning", "kl_final")
+METRICS = ("ce", "kl", "top1", "ce_reasoning", "ce_final", "kl_reasoning", "kl_final", "ece", "accuracy")
+# with --reference (the teacher's full softmax on the held-out text)
+REFERENCE_METRICS = ("kl_full", "kl_full_se", "top1_full", "teacher_entropy")
+FINAL_EVAL = "eval_final.json"
 
 
 def run_dir(out: Path, arm: str, seed: int) -> Path:
@@ -55,38 +59,30 @@ def run_dir(out: Path, arm: str, seed: int) -> Path:
 
 
 def commands(args, arm: str, seed: int) -> list[list[str]]:
-    """The run's training command, then (sampled arms) the evaluation of its last checkpoint against the
-    top-k store."""
+    """The run's training command, then the evaluation of its last checkpoint (module docstring)."""
     rd = run_dir(args.out, arm, seed)
     store = args.sampled_store if arm in SAMPLED_ARMS else args.store
     train = [
         sys.executable, "-m", "pipelines.train", f"dataset={args.dataset}", f"store={store}", f"run_dir={rd}",
         f"experiment={args.experiment}", f"train.seed={seed}", f"data.seed={seed}", *ARMS[arm], *args.overrides,
     ]  # fmt: skip
-    if arm not in SAMPLED_ARMS:
-        return [train]
     evaluate = [
-        sys.executable, "-m", "pipelines.evaluate", f"checkpoint={rd}", f"store={args.store}",
-        f"output={rd / TOPK_EVAL}",
+        sys.executable, "-m", "pipelines.evaluate", f"checkpoint={rd}", f"store={args.eval_store or store}",
+        *([f"reference={args.reference}"] if args.reference else []), f"output={rd / FINAL_EVAL}",
     ]  # fmt: skip
     return [train, evaluate]
 
 
-TOPK_EVAL = "eval_topk_store.json"
-
-
 def evals(run: Path) -> list[dict]:
-    """The run's eval records (metrics.jsonl), in step order; a sampled arm's last one is its evaluation
-    against the top-k store."""
+    """The run's eval records (metrics.jsonl), in step order, the final evaluation (FINAL_EVAL) last,
+    marked "final": true."""
     f = run / "metrics.jsonl"
     if not f.exists():
         return []
     rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
     out = [r for r in rows if r.get("kind") == "eval"]
-    if (run / TOPK_EVAL).exists():
-        out = [{**r, "store": "sampled"} for r in out] + [
-            {**json.loads((run / TOPK_EVAL).read_text()), "store": "topk"}
-        ]
+    if (run / FINAL_EVAL).exists():
+        out.append({**json.loads((run / FINAL_EVAL).read_text()), "final": True})
     return out
 
 
@@ -100,7 +96,7 @@ def summarize(args, runs: dict) -> dict:
                 "stdev": statistics.stdev(f[m] for f in finals) if len(finals) > 1 else float("nan"),
                 "values": [f[m] for f in finals],
             }
-            for m in METRICS
+            for m in METRICS + REFERENCE_METRICS
             if finals and all(m in f for f in finals)
         }
         per_arm[arm]["overrides"] = ARMS[arm]
@@ -111,10 +107,12 @@ def summarize(args, runs: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", required=True)
-    ap.add_argument("--store", required=True, help="the top-k store (every arm's evaluation)")
+    ap.add_argument("--store", default=None, help="the top-k store (the top-k arms; every arm's evaluation)")
     ap.add_argument(
         "--sampled-store", default=None, help="the sampled store of the same teacher (kd_sampled)"
     )
+    ap.add_argument("--eval-store", default=None, help="the final evaluations' store (default: --store)")
+    ap.add_argument("--reference", default=None, help="the teacher reference of the held-out split")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--experiment", default="quality_h200")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
@@ -124,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if any(a in SAMPLED_ARMS for a in args.arms) and not args.sampled_store:
         ap.error(f"arms {SAMPLED_ARMS} need --sampled-store")
+    if any(a not in SAMPLED_ARMS for a in args.arms) and not args.store:
+        ap.error("the top-k arms need --store")
+    args.eval_store = args.eval_store or args.store
     args.out.mkdir(parents=True, exist_ok=True)
     todo = [(arm, seed) for seed in args.seeds for arm in args.arms]
     running: dict = {}
@@ -156,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             ev = evals(run_dir(args.out, arm, seed))
             runs[(arm, seed)] = {
-                "curve": [{"step": e["step"], **{m: e.get(m) for m in METRICS}} for e in ev],
+                "curve": [
+                    {"step": e["step"], **{m: e.get(m) for m in METRICS}} for e in ev if not e.get("final")
+                ],
                 "final": ev[-1] if ev else None,
                 "wall_s": wall.get((arm, seed)),
             }
@@ -164,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         "experiment": args.experiment,
         "dataset": args.dataset,
         "store": args.store,
+        "sampled_store": args.sampled_store,
+        "eval_store": args.eval_store,
+        "reference": args.reference,
         "overrides": args.overrides,
         "seeds": args.seeds,
         "arms": summarize(args, runs),
@@ -173,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "study.json").write_text(json.dumps(result, indent=1) + "\n")
     for arm, row in result["arms"].items():
         cells = "  ".join(
-            f"{m} {row[m]['mean']:.4f}±{row[m]['stdev']:.4f}" for m in ("ce", "kl", "top1") if m in row
+            f"{m} {row[m]['mean']:.4f}±{row[m]['stdev']:.4f}"
+            for m in ("ce", "kl_full", "kl", "top1", "ece")
+            if m in row
         )
         print(f"{arm:<16} {cells}", flush=True)
     return 1 if failed else 0

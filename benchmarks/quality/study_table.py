@@ -1,7 +1,7 @@
 """Merge study.json files (benchmarks/quality/study.py; one per GPU call) into one table per arm: the final
 held-out metrics' mean and sample standard deviation over seeds, and every run's values.
 
-    python benchmarks/quality/tabulate.py benchmarks/results/quality/study_*.json [--json merged.json]
+    python benchmarks/quality/study_table.py benchmarks/results/quality/study_*.json [--json merged.json]
 """
 
 from __future__ import annotations
@@ -14,7 +14,18 @@ from pathlib import Path
 
 from study import ARMS  # the arms' order (same folder: a script's folder is on sys.path)
 
-METRICS = ("ce", "kl", "top1")
+# final held-out metrics (vpmoe/train/evaluate.py); the *_full ones need a teacher reference (study.py
+# --reference), so older study files lack them and the table leaves those columns out
+METRICS = ("ce", "kl_full", "kl", "top1_full", "top1", "ece", "accuracy")
+HEADERS = {
+    "ce": "held-out CE (nats)",
+    "kl_full": "KL to the teacher's full distribution (nats)",
+    "kl": "KL to the top-64 + bucket (nats)",
+    "top1_full": "top-1 agreement with the teacher",
+    "top1": "top-1 agreement with the store's top-1",
+    "ece": "ECE",
+    "accuracy": "top-1 accuracy on the real tokens",
+}
 
 
 def merge(files: list[Path]) -> dict:
@@ -27,7 +38,8 @@ def merge(files: list[Path]) -> dict:
                 # the CE curve: the held-out CE on the real tokens does not depend on the store evaluated against
                 curve = [(e["step"], e["ce"]) for e in run["curve"]]
                 runs[name] = {
-                    "final": {m: run["final"][m] for m in METRICS},
+                    "final": {m: run["final"][m] for m in METRICS if m in run["final"]},
+                    "kl_full_se": run["final"].get("kl_full_se"),
                     "ce_curve": curve,
                     "source": f.name,
                 }
@@ -40,7 +52,11 @@ def merge(files: list[Path]) -> dict:
             continue
         arms[arm] = {
             "seeds": sorted(finals, key=int),
-            **{m: _stat([f[m] for f in finals.values()]) for m in METRICS},
+            **{
+                m: _stat([f[m] for f in finals.values()])
+                for m in METRICS
+                if all(m in f for f in finals.values())
+            },
         }
     return {"arms": arms, "runs": runs}
 
@@ -72,23 +88,31 @@ def paired(merged: dict, reference: str, metric: str = "ce") -> dict:
 
 
 def markdown(merged: dict) -> str:
+    full = all("kl_full" in row for row in merged["arms"].values())
+    # With a teacher reference every arm has the same measure of the teacher (its full distribution);
+    # the store-based kl and top1 of an arm evaluated on its own sampled store are against its draws.
+    cols = ["ce", "kl_full", "top1_full", "ece", "accuracy"] if full else ["ce", "kl", "top1"]
     lines = [
-        "| arm | seeds | held-out CE (nats) | KL to the top-64 + bucket (nats) | top-1 agreement |",
-        "| --- | --- | --- | --- | --- |",
+        "| arm | seeds | " + " | ".join(HEADERS[m] for m in cols) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in cols) + " |",
     ]
     for arm, row in merged["arms"].items():
         cells = [
             f"{row[m]['mean']:.4f} ± {row[m]['stdev']:.4f}"
             if row[m]["stdev"] is not None
             else f"{row[m]['mean']:.4f}"
-            for m in METRICS
+            for m in cols
         ]
         lines.append(f"| {arm} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
-    for ref in ("ce_only", "kd_top64_bucket"):
-        diffs = paired(merged, ref)
+    pairs = [("ce", ref) for ref in ("ce_only", "kd_top64_bucket")]
+    if full:
+        pairs += [("kl_full", ref) for ref in ("ce_only", "kd_top64_bucket")]
+    for metric, ref in pairs:
+        diffs = paired(merged, ref, metric)
         if not diffs:
             continue
-        lines += ["", f"Held-out CE minus {ref}'s, seed by seed (negative: better):", "",
+        what = {"ce": "Held-out CE", "kl_full": "KL to the teacher's full distribution"}[metric]
+        lines += ["", f"{what} minus {ref}'s, seed by seed (negative: better):", "",
                   "| arm | per seed | mean ± sd |", "| --- | --- | --- |"]  # fmt: skip
         for arm in (a for a in ARMS if a in diffs):
             d = diffs[arm]
@@ -133,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     merged = merge(args.files)
     merged["paired_ce"] = {ref: paired(merged, ref) for ref in ("ce_only", "kd_top64_bucket")}
+    merged["paired_kl_full"] = {ref: paired(merged, ref, "kl_full") for ref in ("ce_only", "kd_top64_bucket")}
     print(markdown(merged))
     if args.json:
         args.json.write_text(json.dumps(merged, indent=1) + "\n")
