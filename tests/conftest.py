@@ -152,8 +152,16 @@ def small_dataset(tmp_path_factory) -> Path:
     return root / "prepared"
 
 
-def score_args(dataset: Path, teacher: Path, output: Path, *extra: str) -> list[str]:
-    return [f"dataset={dataset}", "teacher=cpu", f"teacher.model={teacher}", f"output={output}", *extra]
+# The tiny test teacher is random weights (pipelines.tiny_teacher): its NLL on the sample's text is ~2.1 x
+# ln(vocab), which the scorer and the report refuse by default (max_target_nll_ratio); tests that score or
+# report on it say so, as `make demo` does (tools/demo.sh). test_score.py checks the refusal itself.
+RANDOM_TEACHER_SCORE = "score.max_target_nll_ratio=null"
+RANDOM_TEACHER_REPORT = "report.max_target_nll_ratio=null"
+
+
+def score_args(dataset: Path, teacher: Path, output: Path, *extra: str, judge_nll: bool = False) -> list[str]:
+    nll = [] if judge_nll else [RANDOM_TEACHER_SCORE]
+    return [f"dataset={dataset}", "teacher=cpu", f"teacher.model={teacher}", f"output={output}", *nll, *extra]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import run_module
+from conftest import RANDOM_TEACHER_REPORT, run_module
 
 from vpmoe.train.checkpoint import complete_checkpoints
 
@@ -16,7 +16,13 @@ def test_report_refuses_a_foreign_output_directory(tmp_path, scored_store, small
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("not yours")
-    res = run_module("pipelines.report", f"store={scored_store}", f"dataset={small_dataset}", f"output={out}")
+    res = run_module(
+        "pipelines.report",
+        f"store={scored_store}",
+        f"dataset={small_dataset}",
+        f"output={out}",
+        RANDOM_TEACHER_REPORT,
+    )
     assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
     assert str(out) in res.stdout + res.stderr and "Traceback" not in res.stdout + res.stderr
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
@@ -25,7 +31,11 @@ def test_report_refuses_a_foreign_output_directory(tmp_path, scored_store, small
     ours = tmp_path / "ours"
     for _ in range(2):
         res = run_module(
-            "pipelines.report", f"store={scored_store}", f"dataset={small_dataset}", f"output={ours}"
+            "pipelines.report",
+            f"store={scored_store}",
+            f"dataset={small_dataset}",
+            f"output={ours}",
+            RANDOM_TEACHER_REPORT,
         )
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert (ours / "report.json").is_file()

@@ -3,12 +3,13 @@ names the shard. Corruptions are made on copies of the session store; value corr
 through zarr and the marker's checksums refreshed, so the value check (not only `checksums`) must fire."""
 
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
 import zarr
-from conftest import run_module, scoring_rows, write_synth
+from conftest import RANDOM_TEACHER_REPORT, run_module, scoring_rows, write_synth
 
 from vpmoe.report import ReportConfig, ReportError, run_report
 from vpmoe.report.checks import CHECKS, ROOT
@@ -18,7 +19,7 @@ from vpmoe.utils.hashing import sha256_file
 
 
 def report_args(store, dataset, out):
-    return f"store={store}", f"dataset={dataset}", f"output={out}"
+    return f"store={store}", f"dataset={dataset}", f"output={out}", RANDOM_TEACHER_REPORT
 
 
 def verdict_line(stdout: str) -> str:
@@ -184,7 +185,7 @@ def test_corruption_is_detected(kind, scored_store, small_dataset, tmp_path):
     store = copy_store(scored_store, tmp_path)
     stem = stems(store)[index]
     corrupt(store, stem)
-    report = run_report(small_dataset, store, ReportConfig())
+    report = run_report(small_dataset, store, ReportConfig(max_target_nll_ratio=None))
     data = report.to_dict()
     assert report.exit_code == 1 and data["verdict"] == "FAIL"
     failed = set(data["summary"]["failed"])
@@ -226,7 +227,21 @@ def test_cli_fails_a_store_of_uniform_rows(scored_store, small_dataset, tmp_path
     check = json.loads((out / "report.json").read_text())["checks"]["teacher_not_degenerate"]
     detail = check["shards"][stem]["first"]["detail"]
     assert "near-uniform teacher output" in detail and "min_top1_gain=2.0" in detail, detail
-    assert "is 0.00" in detail or "is -0.00" in detail, detail  # the gain over uniform: none
+    assert re.search(r", -?0\.00\d+ nats above a uniform", detail), detail  # the gain: none (fp16 rounding)
+
+
+def test_a_teacher_no_better_than_uniform_fails_by_default(scored_store, small_dataset):
+    """The tiny test teacher is random weights: peaked rows (it passes min_top1_gain) whose actual tokens'
+    NLL is about twice a uniform distribution's. The default report fails it on every shard."""
+    report = run_report(small_dataset, scored_store, ReportConfig())
+    assert report.checks.failed() == ["teacher_not_degenerate"]
+    found = report.checks.to_dict()["teacher_not_degenerate"]["shards"]
+    assert sorted(found) == stems(scored_store), found
+    detail = next(iter(found.values()))["first"]["detail"]
+    assert "no better than a uniform distribution" in detail, detail
+    assert "max_target_nll_ratio=1.0 x ln(201088) = 12.2115" in detail, detail
+    with pytest.raises(ValueError, match="max_target_nll_ratio"):
+        ReportConfig(max_target_nll_ratio=0.0)
 
 
 def test_store_from_another_dataset(scored_store, tmp_path):
@@ -238,7 +253,7 @@ def test_store_from_another_dataset(scored_store, tmp_path):
     other = tmp_path / "other"
     template = TemplateConfig(reasoning_effort="high")
     prepare(str(src), other, PrepareConfig(template=template, shard_tokens=1200, max_seq_len=1024))
-    report = run_report(other, scored_store, ReportConfig())
+    report = run_report(other, scored_store, ReportConfig(max_target_nll_ratio=None))
     data = report.to_dict()
     assert report.exit_code == 1
     prov = data["checks"]["provenance"]
@@ -249,9 +264,12 @@ def test_store_from_another_dataset(scored_store, tmp_path):
 
 def test_store_argument_and_config_ranges(small_dataset, scored_store, tmp_path):
     # The scoring output root resolves to its one teacher store for this dataset.
-    assert run_report(small_dataset, scored_store.parent.parent, ReportConfig()).store == scored_store
+    assert (
+        run_report(small_dataset, scored_store.parent.parent, ReportConfig(max_target_nll_ratio=None)).store
+        == scored_store
+    )
     with pytest.raises(ReportError, match="not a teacher store"):
-        run_report(small_dataset, tmp_path, ReportConfig())
+        run_report(small_dataset, tmp_path, ReportConfig(max_target_nll_ratio=None))
     with pytest.raises(ValueError, match="hist_bins"):
         ReportConfig(hist_bins=7)
     with pytest.raises(ValueError, match="mass_tolerance"):
@@ -306,7 +324,10 @@ def test_value_checks_on_hand_made_rows(changes, check, row):
 def test_parallel_scan_gives_the_same_report(scored_store, small_dataset, tmp_path):
     store = copy_store(scored_store, tmp_path)
     set_value("topk_logprobs", (5, 3), np.nan)(store, stems(store)[1])
-    one, two = (run_report(small_dataset, store, ReportConfig(workers=w)).to_dict() for w in (1, 2))
+    one, two = (
+        run_report(small_dataset, store, ReportConfig(workers=w, max_target_nll_ratio=None)).to_dict()
+        for w in (1, 2)
+    )
     for key in ("verdict", "checks", "statistics", "storage", "shards"):
         assert one[key] == two[key], key
     assert list(two["checks"]["finite"]["shards"]) == [stems(store)[1]]

@@ -114,6 +114,19 @@ def test_report_passes_a_sampled_store_and_names_a_bad_row(tmp_path, small_datas
     assert res.returncode == 1 and "failed: alignment" in verdict_line(res.stdout), res.stdout[-2000:]
 
 
+def test_report_fails_a_sampled_store_of_a_teacher_no_better_than_uniform(small_dataset, sampled_store):
+    """The tiny random teacher's actual tokens' NLL (~2.1 x ln(vocab)) fails the default report of its
+    sampled store too: the same sign as for top-k stores, from the stored actual-token log-probs."""
+    from vpmoe.report.run import ReportConfig, run_report
+
+    report = run_report(small_dataset, sampled_store, ReportConfig())
+    assert report.checks.failed() == ["teacher_not_degenerate"]
+    detail = next(iter(report.checks.to_dict()["teacher_not_degenerate"]["shards"].values()))["first"][
+        "detail"
+    ]
+    assert "no better than a uniform distribution" in detail and "max_target_nll_ratio=1.0" in detail, detail
+
+
 def test_training_on_a_sampled_store_and_what_it_refuses(tmp_path, small_dataset, sampled_store):
     common = (f"dataset={small_dataset}", f"store={sampled_store}", "experiment=cpu_debug", "train.max_steps=2",
               "train.eval_interval=2", "data.eval_fraction=0.3", "checkpoint.interval=0")  # fmt: skip

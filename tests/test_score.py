@@ -485,6 +485,15 @@ def test_each_sign_of_tying_is_refused(tmp_path, tiny_teacher):
     teacher_identity(tiny_teacher, 201088)  # the untied teacher passes
 
 
+def assert_stopped_before_commit(res, out, *texts: str) -> None:
+    """The scorer exited 1 saying `texts` and that nothing was committed; no marker, no temp dir left."""
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    for text in (*texts, "Nothing was committed"):
+        assert text in res.stdout, (text, res.stdout[-3000:])
+    shards = list(out.rglob(SHARDS))
+    assert len(shards) <= 1 and not [p for s in shards for p in s.iterdir()]
+
+
 def test_uniform_first_batch_stops_scoring_before_commit(tmp_path, small_dataset, tiny_teacher):
     """A teacher whose output layer is zero (what vLLM runs for a tied checkpoint) gives exactly uniform
     rows through the real pipeline; the first batch check stops the run and nothing is committed."""
@@ -497,15 +506,36 @@ def test_uniform_first_batch_stops_scoring_before_commit(tmp_path, small_dataset
     save_file(tensors, flat / "model.safetensors", metadata={"format": "pt"})
     out = tmp_path / "store"
     res = run_module("pipelines.score", *score_args(small_dataset, flat, out))
-    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
-    for text in (
-        "shard shard-00000, first scored batch: near-uniform teacher output",
-        "-ln(201088) = -12.2115",
+    assert_stopped_before_commit(
+        res, out, "shard shard-00000, first scored batch: near-uniform teacher output", "-ln(201088) = -12.2115",
         "min_top1_gain=2.0",
-        "Nothing was committed",
-    ):
-        assert text in res.stdout, (text, res.stdout[-3000:])
-    shards = list(out.rglob(SHARDS))
-    assert len(shards) <= 1 and not [p for s in shards for p in s.iterdir()]  # no marker, no temp dir
+    )  # fmt: skip
     with pytest.raises(ValueError, match="min_top1_gain"):
         ScoreConfig(min_top1_gain=0.0)
+
+
+def test_a_teacher_no_better_than_uniform_stops_scoring_by_default(tmp_path, small_dataset, tiny_teacher):
+    """The tiny test teacher is random weights: peaked (it passes min_top1_gain) but its actual tokens'
+    NLL is about twice ln(vocab). By default the first batch stops the run and nothing is committed."""
+    out = tmp_path / "store"
+    res = run_module("pipelines.score", *score_args(small_dataset, tiny_teacher, out, judge_nll=True))
+    assert_stopped_before_commit(
+        res, out, "first scored batch: the teacher predicts the actual tokens no better than a uniform distribution",
+        "max_target_nll_ratio=1.0 x ln(201088) = 12.2115", "score.max_target_nll_ratio=null only for one known to be random",
+    )  # fmt: skip
+    for bad in (0.0, 10.5):
+        with pytest.raises(ValueError, match="max_target_nll_ratio"):
+            ScoreConfig(max_target_nll_ratio=bad)
+
+
+def test_degenerate_teacher_signs():
+    from vpmoe.teacher.convert import degenerate_teacher
+
+    ln_v = float(np.log(201088))
+    assert degenerate_teacher(-1.0, 5.0, 10, 201088, 2.0, 1.0) is None  # peaked, predicts the text
+    assert "near-uniform" in degenerate_teacher(-ln_v + 1.0, 5.0, 10, 201088, 2.0, 1.0)
+    assert "no better than a uniform" in degenerate_teacher(-1.0, ln_v, 10, 201088, 2.0, 1.0)  # at the bound
+    assert degenerate_teacher(-1.0, 2.1 * ln_v, 10, 201088, 2.0, None) is None  # not judged
+    assert degenerate_teacher(-1.0, 2.1 * ln_v, 10, 201088, 2.0, 2.2) is None
+    assert degenerate_teacher(-1.0, float("nan"), 10, 201088, 2.0, 1.0) is not None  # NaN never passes
+    assert degenerate_teacher(float("nan"), 5.0, 10, 201088, 2.0, None) is not None

@@ -35,7 +35,8 @@ CHECKS = {
     "target_consistent": "actual-token log-prob equals the top-k entry of that token where it appears "
     "(fp16 tolerance), and its rank agrees with the row",
     "teacher_not_degenerate": "per shard, the mean top-1 log-prob is at least min_top1_gain nats above a "
-    "uniform distribution's -ln(vocab): not the near-uniform rows of a teacher the engine ran wrongly",
+    "uniform distribution's -ln(vocab), and the actual tokens' mean NLL below max_target_nll_ratio x ln(vocab): "
+    "not the near-uniform rows of a teacher the engine ran wrongly, nor a teacher no better than uniform",
 }
 # A sampled store (vpmoe/teacher/sampled_store.py) holds drawn ids and counts, no log-probs: its checks
 # are these (the row checks on its ids and actual-token values, and its own count and mass checks).
@@ -49,8 +50,9 @@ SAMPLED_CHECKS = {
     "sampled_counts": "every drawn id's count >= 1; a row's counts plus its tail count = N (scoring_config.samples); "
     "row_unique adds up to the sequence's entries (seq_entry_offsets)",
     "teacher_not_degenerate": "per shard, the mean drawn mass (1 - tail draws / N, the top-k mass estimate) is at "
-    "least e^min_top1_gain times a uniform distribution's k / vocab: not the near-uniform rows of a teacher the "
-    "engine ran wrongly",
+    "least e^min_top1_gain times a uniform distribution's k / vocab, and the actual tokens' mean NLL below "
+    "max_target_nll_ratio x ln(vocab): not the near-uniform rows of a teacher the engine ran wrongly, nor a "
+    "teacher no better than uniform",
 }
 CHECKS_BY_STORAGE = {"topk": CHECKS, "sampled": SAMPLED_CHECKS}  # the check list of each store kind
 ROOT = "(root)"  # the shard name of findings about the store as a whole (root attributes)

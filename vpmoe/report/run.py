@@ -24,6 +24,7 @@ from vpmoe.report.sampled_scan import summarize as sampled_summary
 from vpmoe.report.scan import NONE_GROUP, ScanContext, ShardInfo, ShardJob, scan_shard
 from vpmoe.report.stats import FINE_BINS, StatsAccumulator
 from vpmoe.report.store_checks import check_provenance, check_shard_dir, list_shards_dir, root_attrs
+from vpmoe.teacher.convert import check_nll_ratio
 from vpmoe.teacher.row_checks import LOGPROB_TOLERANCE
 from vpmoe.teacher.store import SHARDS, StoreError, shard_stem, storage_of
 from vpmoe.teacher.store_reader import resolve_store
@@ -47,8 +48,11 @@ class ReportConfig:
     mass_tolerance: float = 1e-3
     # teacher_not_degenerate: a shard's mean top-1 log-prob must be at least this many nats above a uniform
     # distribution's -ln(vocab); the scorer's own bound on each shard's first batch (ScoreConfig, and
-    # vpmoe/teacher/convert.py near_uniform for why 2).
+    # vpmoe/teacher/convert.py degenerate_teacher for why 2); and its actual tokens' mean NLL below this
+    # multiple of ln(vocab), a uniform distribution's (None: not judged, only for a teacher known to be
+    # random, such as the demo's tiny teacher).
     min_top1_gain: float = 2.0
+    max_target_nll_ratio: float | None = 1.0
     # Bins of the histograms in report.json and the PNGs.
     hist_bins: int = 50
     # Processes scanning shards in parallel (spawned; 1 = in this process). The scan is CPU-bound
@@ -63,6 +67,7 @@ class ReportConfig:
             raise ValueError(f"mass_tolerance must be in [0, 1), got {self.mass_tolerance}")
         if not 0.0 < self.min_top1_gain <= 10.0:
             raise ValueError(f"min_top1_gain must be in (0, 10] nats, got {self.min_top1_gain}")
+        check_nll_ratio(self.max_target_nll_ratio)
         if not (2 <= self.hist_bins <= FINE_BINS and FINE_BINS % self.hist_bins == 0):
             raise ValueError(f"hist_bins must divide {FINE_BINS} and be >= 2, got {self.hist_bins}")
         if not 1 <= self.workers <= 1024:

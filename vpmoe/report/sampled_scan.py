@@ -11,13 +11,14 @@ import numpy as np
 
 from vpmoe.report.scan import ShardScan, _read_1d
 from vpmoe.teacher.array_file import SAMPLED_ARRAYS
+from vpmoe.teacher.convert import target_nll_reason
 
 ROW_NAMES = ("row_unique", "tail_count", "target_logprob", "target_rank")
 
 
 def empty_sampled_stats() -> dict:
     """What a shard's scan adds up (ShardInfo.sampled); run.py sums them over shards."""
-    return {"rows": 0, "draws": 0, "tail_draws": 0, "top1_draws": 0, "unique_hist": [0] * 256}
+    return {"rows": 0, "draws": 0, "tail_draws": 0, "top1_draws": 0, "nll_sum": 0.0, "unique_hist": [0] * 256}
 
 
 class SampledShardScan(ShardScan):
@@ -151,6 +152,7 @@ class SampledShardScan(ShardScan):
         s["rows"] += int(ok.sum())
         s["draws"] += int(ok.sum()) * self.samples
         s["tail_draws"] += int(got["tail_count"][ok].astype(np.int64).sum())
+        s["nll_sum"] -= float(lp[ok].astype(np.float64).sum())
         s["top1_draws"] += int(top1[ok].sum())
         s["unique_hist"] = (np.asarray(s["unique_hist"]) + np.bincount(n[ok], minlength=256)[:256]).tolist()
         self._check_not_uniform()
@@ -158,9 +160,16 @@ class SampledShardScan(ShardScan):
     def _check_not_uniform(self) -> None:
         """teacher_not_degenerate for draws: a uniform teacher's top-k holds k / vocab of its mass, so
         nearly every draw falls in the tail; require the shard's drawn share at least e^min_top1_gain
-        times that (the top-k stores' threshold, as a mass ratio instead of a log-prob gain)."""
+        times that (the top-k stores' threshold, as a mass ratio instead of a log-prob gain). The actual
+        tokens' mean NLL is judged as in top-k stores (convert.degenerate_teacher)."""
         s, k = self.stats, int(self.attrs.get("k") or 0)
         if not s["draws"] or not k:
+            return
+        why = target_nll_reason(
+            s["nll_sum"] / s["rows"], s["rows"], self.vocab, self.cfg.max_target_nll_ratio
+        )
+        if why is not None:
+            self.fail("teacher_not_degenerate", why, count=s["rows"])
             return
         drawn = 1.0 - s["tail_draws"] / s["draws"]
         floor = math.exp(self.cfg.min_top1_gain) * k / self.vocab

@@ -17,7 +17,7 @@ from vpmoe.data.prepared import PreparedDataset
 from vpmoe.report.checks import CHECKS, CHECKS_BY_STORAGE, CheckLog, RowBlock, decode, value_failures
 from vpmoe.report.stats import StatsAccumulator, row_metrics
 from vpmoe.report.store_checks import check_checksums
-from vpmoe.teacher.convert import near_uniform
+from vpmoe.teacher.convert import degenerate_teacher
 from vpmoe.teacher.quarantine import kept_rows, marker_quarantine, subset_shard
 from vpmoe.teacher.row_coding import IdOrder, IdOrderError, logprobs_from_deltas
 from vpmoe.teacher.store import ARRAYS, LAYOUT, ArrayFile, StoreError, sample_ids_digest
@@ -350,11 +350,14 @@ class ShardScan:
         self.ok_rows += len(top1)
 
     def _check_not_uniform(self) -> None:
-        """teacher_not_degenerate: the shard's mean top-1 log-prob against uniform (convert.near_uniform)."""
+        """teacher_not_degenerate: the shard's mean top-1 log-prob and actual-token NLL against a uniform
+        distribution's (convert.degenerate_teacher)."""
         if not self.ok_rows:
             return
-        n = self.ok_rows
-        why = near_uniform(self.top1_sum / n, self.nll_sum / n, n, self.vocab, self.cfg.min_top1_gain)
+        n, cfg = self.ok_rows, self.cfg
+        why = degenerate_teacher(
+            self.top1_sum / n, self.nll_sum / n, n, self.vocab, cfg.min_top1_gain, cfg.max_target_nll_ratio
+        )
         if why is not None:
             self.fail("teacher_not_degenerate", why, count=n)
 

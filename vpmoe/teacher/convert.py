@@ -152,25 +152,55 @@ def _validate(
     check("bad_rank", not (target_rank.min() >= 1), lambda: target_rank < 1, "rank < 1")
 
 
-def near_uniform(
-    top1_logprob_mean: float, nll_mean: float, rows: int, vocab: int, min_top1_gain: float
-) -> str | None:
-    """Why rows look like a teacher that was run wrongly (near-uniform output), or None (issue 18).
+def check_nll_ratio(ratio: float | None) -> None:
+    """The range of `max_target_nll_ratio` (ScoreConfig, ReportConfig): None or (0, 10]."""
+    if ratio is not None and not 0.0 < ratio <= 10.0:
+        raise ValueError(f"max_target_nll_ratio must be null or in (0, 10] (x ln(vocab)), got {ratio}")
 
-    The gain is the mean over rows of log(p_top1 / (1/vocab)) = top-1 log-prob + ln(vocab): exactly 0 for
-    uniform rows (a zero output layer: vpmoe/teacher/engine.py check_untied_output_layer), > 0 for any
-    other distribution. The threshold `min_top1_gain` (nats) sits far from both ends: the tiny test teacher
-    measures 11.5-11.6 per shard (no row below 9.4) and a trained one is higher (top-1 probability 0.1
-    is already 9.9 nats). The actual token's mean NLL is reported, not judged: the tiny random teacher is
-    peaked but untrained, its NLL on real text is 25-29 nats (about 2.1 x ln(vocab)), so an NLL bound at
-    ln(vocab) would refuse the test teacher; NaN figures count as near-uniform (never pass silently)."""
+
+def degenerate_teacher(
+    top1_logprob_mean: float,
+    nll_mean: float,
+    rows: int,
+    vocab: int,
+    min_top1_gain: float,
+    max_target_nll_ratio: float | None,
+) -> str | None:
+    """Why rows look like a teacher that was run wrongly, or None (issue 18). Two signs, either fails:
+
+    - near-uniform output: the gain, the mean over rows of log(p_top1 / (1/vocab)) = top-1 log-prob +
+      ln(vocab), is below `min_top1_gain` nats. It is exactly 0 for uniform rows (a zero output layer:
+      vpmoe/teacher/engine.py check_untied_output_layer) and > 0 for any other distribution; 2 sits far
+      from both ends (the tiny test teacher measures 11.5-11.6 per shard, top-1 probability 0.1 is 9.9).
+    - the actual tokens' mean NLL at or above `max_target_nll_ratio` x ln(vocab), a uniform distribution's
+      NLL: a teacher that predicts the text no better than uniform, however peaked (wrong or random
+      weights). None: not judged, only for a teacher known to be random: the tiny test teacher's NLL on
+      real text is 25-29 nats, about 2.1 x ln(vocab), while a trained one's is a few nats.
+
+    NaN figures fail (never pass silently)."""
     uniform = float(np.log(vocab))
     gain = top1_logprob_mean + uniform
-    if gain >= min_top1_gain:
+    figures = (
+        f"mean top-1 log-prob {top1_logprob_mean:.4f}, {gain:.4f} nats above a uniform distribution's "
+        f"-ln({vocab}) = {-uniform:.4f}; mean actual-token NLL {nll_mean:.4f}"
+    )
+    if not gain >= min_top1_gain:
+        return (
+            f"near-uniform teacher output over {rows} rows: {figures} (threshold: a top-1 log-prob at least "
+            f"min_top1_gain={min_top1_gain} nats above uniform)"
+        )
+    return target_nll_reason(nll_mean, rows, vocab, max_target_nll_ratio, figures)
+
+
+def target_nll_reason(
+    nll_mean: float, rows: int, vocab: int, max_target_nll_ratio: float | None, figures: str = ""
+) -> str | None:
+    """The second sign of `degenerate_teacher` alone (sampled stores have no top-1 log-prob to judge)."""
+    bound = None if max_target_nll_ratio is None else max_target_nll_ratio * float(np.log(vocab))
+    if bound is None or nll_mean < bound:
         return None
     return (
-        f"near-uniform teacher output over {rows} rows: mean top-1 log-prob {top1_logprob_mean:.4f} is "
-        f"{gain:.4f} nats above a uniform distribution's -ln({vocab}) = {-uniform:.4f} (threshold: at least "
-        f"min_top1_gain={min_top1_gain} nats above); mean actual-token NLL {nll_mean:.4f} (ln({vocab}) = "
-        f"{uniform:.4f})"
+        f"the teacher predicts the actual tokens no better than a uniform distribution over {rows} rows: "
+        f"{figures or f'mean actual-token NLL {nll_mean:.4f}'}, at or above max_target_nll_ratio="
+        f"{max_target_nll_ratio} x ln({vocab}) = {bound:.4f} (wrong or random weights)"
     )

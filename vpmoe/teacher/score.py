@@ -16,7 +16,7 @@ import numpy as np
 
 from vpmoe.data.prepared import PreparedDataset
 from vpmoe.teacher.array_file import topk_chunk_rows
-from vpmoe.teacher.convert import Validity, near_uniform, prompt_logprobs_to_rows
+from vpmoe.teacher.convert import Validity, check_nll_ratio, degenerate_teacher, prompt_logprobs_to_rows
 from vpmoe.teacher.engine import TeacherConfig, TeacherError, VllmTeacher, teacher_identity
 from vpmoe.teacher.quarantine import check_fraction, corrupt_for_test, marker_quarantine, test_rejects
 from vpmoe.teacher.sampling import sample_key, sampled_rows
@@ -34,8 +34,11 @@ class ScoreConfig:
     # Tokens handed to one `LLM.generate` call: bounds the Python-side outputs held at once.
     batch_tokens: int = 262144
     # Each shard's first batch must have a mean top-1 log-prob at least this many nats above a uniform
-    # distribution's -ln(vocab), else the run stops before committing it (convert.near_uniform says why 2).
+    # distribution's -ln(vocab), else the run stops before committing it (convert.degenerate_teacher says
+    # why 2), and its actual tokens' mean NLL below this multiple of ln(vocab), a uniform distribution's
+    # (None: not judged, only for a teacher known to be random, such as the demo's tiny teacher).
     min_top1_gain: float = 2.0
+    max_target_nll_ratio: float | None = 1.0
     # Most samples (as a share of the worker's assigned samples) whose teacher output may fail validation
     # and be quarantined (left out of the store, docs/teacher_store.md "Quarantine") before the run fails.
     max_quarantine_fraction: float = 0.001
@@ -49,6 +52,7 @@ class ScoreConfig:
             raise ValueError("batch_tokens must be >= 1")
         if not 0.0 < self.min_top1_gain <= 10.0:
             raise ValueError(f"min_top1_gain must be in (0, 10] nats, got {self.min_top1_gain}")
+        check_nll_ratio(self.max_target_nll_ratio)
         # Above half, most of the data could go missing as "quarantine": that is a broken teacher or
         # engine, which must fail the run, never thin the dataset.
         if not 0.0 <= self.max_quarantine_fraction <= 0.5:
@@ -274,7 +278,7 @@ def _shard_pass(
             else:
                 batch.append((s, rows))
         if not checked and sum(len(r["positions"]) for _, r in batch):
-            _check_not_uniform([r for _, r in batch], shard_stem(entry.name), vocab, cfg.min_top1_gain)
+            _check_not_degenerate([r for _, r in batch], shard_stem(entry.name), vocab, cfg)
             checked = True  # before anything is written
         for s, rows in batch:
             if not found:  # after a bad sample nothing more is written: this pass's writer is discarded
@@ -293,18 +297,20 @@ def _draw(rows: dict, key: int, samples: int) -> dict:
             "target_rank": rows["target_rank"], **drawn}  # fmt: skip
 
 
-def _check_not_uniform(batch: list[dict], stem: str, vocab: int, min_top1_gain: float) -> None:
-    """Stop on a near-uniform first batch (a teacher vLLM ran wrongly, issue 18) before hours are spent
+def _check_not_degenerate(batch: list[dict], stem: str, vocab: int, cfg: ScoreConfig) -> None:
+    """Stop on a degenerate first batch (a teacher vLLM ran wrongly, issue 18) before hours are spent
     scoring it: the figures of the rows about to be written, raised as a `TeacherError`."""
     top1 = np.concatenate([r["topk_logprobs"][:, 0] for r in batch]).astype(np.float64)
     nll = -np.concatenate([r["target_logprob"] for r in batch]).astype(np.float64)
-    why = near_uniform(float(top1.mean()), float(nll.mean()), len(top1), vocab, min_top1_gain)
+    why = degenerate_teacher(
+        float(top1.mean()), float(nll.mean()), len(top1), vocab, cfg.min_top1_gain, cfg.max_target_nll_ratio
+    )
     if why is not None:
         raise TeacherError(
             f"shard {stem}, first scored batch: {why}. Nothing was committed for this shard. A tied output "
             "layer that vLLM's GPT-OSS does not load is one cause (docs/teacher_store.md, 'Checked before "
             "any work'); check the teacher's weights, or lower score.min_top1_gain only for a teacher "
-            "known to be this flat"
+            "known to be this flat, or set score.max_target_nll_ratio=null only for one known to be random"
         )
 
 
