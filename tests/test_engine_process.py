@@ -17,6 +17,8 @@ cfg = TeacherConfig(model=sys.argv[1], dtype="float32", max_model_len=4096, kv_c
 engine = VllmTeacher(cfg, 201088)
 prompts = [list(range(1000, 1040)), list(range(5000, 5700))]  # the second is chunked (512 tokens a step)
 outs = engine.score(prompts)
+engine.close()  # as the scorer does: the engine stops before exit, so the exit status is the run's
+engine.close()  # idempotent
 np.savez(sys.argv[2], mode=engine.engine_process, **{f"{n}_{i}": getattr(o, n) for i, o in enumerate(outs)
          for n in ("token_ids", "logprobs", "ranks")})
 """

@@ -400,6 +400,21 @@ class VllmTeacher:
         )
         return [captured_arrays(o.prompt_logprobs, self.cfg.k) for o in outs]
 
+    def close(self) -> None:
+        """Stop the engine now (its own process, ZMQ sockets and threads under V1 multiprocessing), not at
+        interpreter exit: left to exit-time teardown, vLLM's threads could be destroyed while still
+        joinable, and a run that had committed everything would die with SIGABRT ("terminate called
+        without an active exception") and a failing exit status. Idempotent."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+
+    def __enter__(self) -> VllmTeacher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def settings(self) -> dict:
         return {
             **asdict(self.cfg),

@@ -158,17 +158,19 @@ def score(
     samples = sum(e.sequences for e in mine)
     budget = (samples, f"worker {cfg.worker}/{cfg.num_workers}'s {len(mine)} shard(s)")
     if todo:
-        engine = VllmTeacher(teacher, vocab)
-        log.info("engine settings: %s", engine.settings())
-        bar = progress(total=sum(sum(e.supervised_tokens.values()) for e in todo), desc="score", unit="pos")
-        for entry in todo:
-            info, q = _score_shard(
-                ds, entry, store, engine, teacher, vocab, cfg, validity, bar, quarantined, budget
+        with VllmTeacher(teacher, vocab) as engine:  # stopped before returning (VllmTeacher.close)
+            log.info("engine settings: %s", engine.settings())
+            bar = progress(
+                total=sum(sum(e.supervised_tokens.values()) for e in todo), desc="score", unit="pos"
             )
-            quarantined.update(q)
-            positions_total += info["positions"]
-            stored_bytes += info["bytes"]
-        bar.close()
+            for entry in todo:
+                info, q = _score_shard(
+                    ds, entry, store, engine, teacher, vocab, cfg, validity, bar, quarantined, budget
+                )
+                quarantined.update(q)
+                positions_total += info["positions"]
+                stored_bytes += info["bytes"]
+            bar.close()
     check_fraction(quarantined, *budget, cfg.max_quarantine_fraction)  # also when nothing was left to do
     seconds = time.perf_counter() - t0
     return ScoreResult(
