@@ -57,11 +57,15 @@ def sample_generator(seed: int, shard: int, row: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + shard) * 1_000_003 + row)
 
 
-def score_sample(model, ids: torch.Tensor, sup: np.ndarray, draws: int, gen: torch.Generator) -> dict:
-    """The teacher's full softmax at the supervised positions `sup` of one sequence `ids` [s]."""
+def score_sample(
+    model, ids: torch.Tensor, sup: np.ndarray, draws: int, gen: torch.Generator, stored_ids: torch.Tensor
+) -> dict:
+    """The teacher's full softmax at the supervised positions `sup` of one sequence `ids` [s], and its
+    log-probabilities at `stored_ids` [len(sup), k] (the store's top-k, for the check against vLLM). Only
+    one chunk of [rows, vocab] log-probs is held at a time."""
     with torch.no_grad():
         hidden = model.model(input_ids=ids[None]).last_hidden_state[0, torch.from_numpy(sup)]
-        out = {"draws": [], "draw_logprobs": [], "entropy": [], "argmax": [], "logp": []}
+        out = {"draws": [], "draw_logprobs": [], "entropy": [], "argmax": [], "stored_logp": []}
         for a in range(0, len(sup), CHUNK_ROWS):
             logp = torch.log_softmax(model.lm_head(hidden[a : a + CHUNK_ROWS]).float(), dim=-1)
             p = logp.exp()
@@ -70,7 +74,7 @@ def score_sample(model, ids: torch.Tensor, sup: np.ndarray, draws: int, gen: tor
             out["draw_logprobs"].append(logp.gather(1, d))
             out["entropy"].append(-(p * logp).sum(-1))
             out["argmax"].append(logp.argmax(-1))
-            out["logp"].append(logp)
+            out["stored_logp"].append(logp.gather(1, stored_ids[a : a + CHUNK_ROWS]))
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -103,11 +107,10 @@ def main(argv=None) -> int:
         sup = np.flatnonzero(labels != IGNORE_INDEX)
         name = f"{shard_names[index.shard[i]]} row {index.row[i]}"
         gen = sample_generator(args.seed, int(index.shard[i]), int(index.row[i]))
-        got = score_sample(model, mb["input_ids"][0, :length].long(), sup, args.draws, gen)
         # vLLM's log-probs at its own top-k (fp16 in the batch) against transformers' at those ids
         stored_ids = mb["teacher_ids"][0, sup].long()
-        stored = mb["teacher_logprobs"][0, sup].float()
-        diff = (got["logp"].gather(1, stored_ids) - stored).abs()
+        got = score_sample(model, mb["input_ids"][0, :length].long(), sup, args.draws, gen, stored_ids)
+        diff = (got["stored_logp"] - mb["teacher_logprobs"][0, sup].float()).abs()
         diffs.append(diff.mean().item())
         if diff.max().item() > worst[0]:
             worst = (diff.max().item(), name)

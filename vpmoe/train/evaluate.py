@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vpmoe.data.harmony_render import IGNORE_INDEX, Span
+from vpmoe.data.harmony_render import Span
 from vpmoe.train.data import MicroBatchBuilder, pad_batch
 from vpmoe.train.full_softmax import (
     CALIB_SUMS,
@@ -23,7 +23,7 @@ from vpmoe.train.full_softmax import (
     full_softmax_rows,
     reference_sums,
 )
-from vpmoe.train.loss import LOSS_SPAN_IDS, LossConfig, head_loss
+from vpmoe.train.loss import LOSS_SPAN_IDS, LossConfig, head_loss, supervised_rows
 from vpmoe.train.schedule import run_micro_batches, sum_over_pipeline
 
 SPANS = ("reasoning", "final")
@@ -107,14 +107,20 @@ def evaluate(
                     torch.ones(mb["labels"].shape), loss_cfg,
                 )  # fmt: skip
                 # every tensor-parallel rank runs this (its collectives), padding passes included
-                full = _full_softmax(head, mb["labels"], ref_rows)
+                dev = head.hidden.device
+                ref = None if ref_rows is None else {k: v.to(dev) for k, v in ref_rows.items()}
+                rows = supervised_rows(mb["labels"]).to(dev)
+                full = full_softmax_rows(
+                    head.hidden.reshape(-1, head.hidden.shape[-1])[rows], head.weight,
+                    ids=None if ref is None else ref["draws"], vocab_start=head.vocab_start,
+                    tp_group=head.tp_group,
+                )  # fmt: skip
                 if real:
                     sums += head_sums(res, mb["position_spans"])
-                    calib.add_(calibration_sums(full, _supervised(mb["labels"], res.kl.device)[1]))
-                    if ref_rows is not None:
-                        ref_sums.add_(
-                            reference_sums(full, {k: v.to(res.kl.device) for k, v in ref_rows.items()})
-                        )
+                    next_tokens = mb["labels"].transpose(0, 1).reshape(-1).to(dev)[rows].long()
+                    calib.add_(calibration_sums(full, next_tokens))
+                    if ref is not None:
+                        ref_sums.add_(reference_sums(full, ref))
                 return res.loss
 
             run_micro_batches(model, [batch], loss_fn, device=device, forward_only=True)
@@ -128,23 +134,6 @@ def evaluate(
         **eval_metrics(sums.cpu(), loss_cfg),
         **full_softmax_metrics(calib.cpu(), ref_sums.cpu() if reference else None),
     }
-
-
-def _supervised(labels: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The supervised rows of a [b, s] batch in the head's sequence-first order, and their next tokens."""
-    flat = labels.transpose(0, 1).reshape(-1).to(device)
-    rows = torch.nonzero(flat != IGNORE_INDEX).squeeze(1)
-    return rows, flat[rows].long()
-
-
-def _full_softmax(head, labels: torch.Tensor, ref_rows: dict | None):
-    s, b, h = head.hidden.shape
-    rows, _ = _supervised(labels, head.hidden.device)
-    ids = None if ref_rows is None else ref_rows["draws"].to(head.hidden.device)
-    return full_softmax_rows(
-        head.hidden.reshape(s * b, h)[rows], head.weight, ids=ids, vocab_start=head.vocab_start,
-        tp_group=head.tp_group,
-    )  # fmt: skip
 
 
 def eval_metrics(sums: torch.Tensor, loss_cfg: LossConfig) -> dict:

@@ -164,9 +164,7 @@ def head_loss(
     # on the device (a host-side transpose would copy the loader's page-locked batch to pageable memory).
     seq_first = lambda x: x.transpose(0, 1).reshape(s * b, *x.shape[2:])  # noqa: E731
     flat = lambda x: seq_first(_to_device(x, dev))  # noqa: E731
-    rows = None
-    if labels.device.type == "cpu":
-        rows = _to_device(torch.nonzero(seq_first(labels) != IGNORE_INDEX).squeeze(1), dev)
+    rows = _to_device(supervised_rows(labels), dev) if labels.device.type == "cpu" else None
     labels = flat(labels).long()  # int32 from the loader (vpmoe/train/data.py)
     if cfg.target == "labels":
         # A one-hot teacher on the next token (log-prob 0; ignored rows' id 0 is never read): KL = CE.
@@ -200,6 +198,12 @@ def head_loss(
         main_grad=main_grad if fuse else None,
         main_grad_scale=backward_scale if fuse else 1.0,
     )
+
+
+def supervised_rows(labels: Tensor) -> Tensor:
+    """The rows the head computes a loss for: indices of labels != IGNORE_INDEX in the head's
+    sequence-first order ([b, s] labels flattened as r = t * b + i, Megatron's [s, b])."""
+    return torch.nonzero(labels.transpose(0, 1).reshape(-1) != IGNORE_INDEX).squeeze(1)
 
 
 def _to_device(x: Tensor, dev: torch.device) -> Tensor:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vpmoe.data.harmony_render import IGNORE_INDEX
 from vpmoe.utils import storage
 
 FORMAT = "vpmoe-teacher-reference/1"
@@ -151,7 +152,7 @@ class TeacherReference:
         ([b, s], sample i in row i) flattened sequence-first (r = t * b + i), as `head_loss` takes them.
         Refuses a sample whose supervised positions are not the reference's."""
         b = labels.shape[0]
-        sup = (labels != -100).numpy()
+        sup = (labels != IGNORE_INDEX).numpy()
         order = []  # for each sample: its reference rows, checked against its supervised positions
         for i, slot in enumerate(slots):
             a, z = int(self.offsets[slot]), int(self.offsets[slot + 1])
