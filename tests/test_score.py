@@ -301,10 +301,19 @@ for i, o in enumerate(outs):
     flat = o.prompt_logprobs
     lp = captured_arrays(flat, 64)
     res[f"chunks_{i}"] = len(getattr(flat, CAPTURE_ATTR))
+    res[f"slim_ids_{i}"], res[f"slim_ends_{i}"] = np.asarray(flat.token_ids), np.asarray(flat.end_indices)
+    res[f"ids_{i}"], res[f"lps_{i}"], res[f"ranks_{i}"] = lp.token_ids, lp.logprobs, lp.ranks
+# the oracle: the same prompts again through vLLM's own method, unwrapped (its full lists; fp32 CPU is
+# deterministic), then the wrapper back
+LogprobsProcessor._update_prompt_logprobs = hook.__wrapped__
+full = engine.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], engine.sampling, use_tqdm=False)
+LogprobsProcessor._update_prompt_logprobs = hook
+for i, o in enumerate(full):
+    flat = o.prompt_logprobs
+    assert not hasattr(flat, CAPTURE_ATTR)
     res[f"starts_{i}"], res[f"ends_{i}"] = np.asarray(flat.start_indices), np.asarray(flat.end_indices)
     res[f"flat_ids_{i}"], res[f"flat_lps_{i}"] = np.asarray(flat.token_ids), np.asarray(flat.logprobs)
     res[f"flat_ranks_{i}"] = np.asarray(flat.ranks)
-    res[f"ids_{i}"], res[f"lps_{i}"], res[f"ranks_{i}"] = lp.token_ids, lp.logprobs, lp.ranks
 # vLLM 0.32 delivers a chunked prompt in one call; a runner that delivers chunks one by one is
 # concatenated in order (vLLM's own processor, fed two chunks of a scored prompt's real tensors).
 import torch
@@ -318,14 +327,15 @@ for a, b in ((0, 700), (700, len(ids))):
 two = captured_arrays(proc.prompt_logprobs, 64)
 assert len(getattr(proc.prompt_logprobs, CAPTURE_ATTR)) == 2
 assert np.array_equal(two.token_ids, ids) and np.array_equal(two.logprobs, lps) and np.array_equal(two.ranks, ranks)
-assert np.array_equal(np.asarray(proc.prompt_logprobs.token_ids), res["flat_ids_3"])
+assert np.array_equal(np.asarray(proc.prompt_logprobs.token_ids), ids[:, 0])  # vLLM's lists: the actual token
 np.savez(sys.argv[2], prompts=np.asarray(lengths), **res)
 """
 
 
 def test_captured_tensors_equal_vllm_flat_logprobs(tmp_path, tiny_teacher):
-    """The engine's tensor capture gives exactly what vLLM's own FlatLogprobs lists hold, per prompt,
-    including a prompt that chunked prefill splits (longer than max_num_batched_tokens)."""
+    """The engine's tensor capture gives exactly what vLLM's own FlatLogprobs lists hold (the same prompts
+    through vLLM's unwrapped method), per prompt, including a prompt that chunked prefill splits (longer
+    than max_num_batched_tokens); with the capture, vLLM's lists keep only the actual token per entry."""
     child = subprocess.run(
         [sys.executable, "-c", _CAPTURE_CHILD, str(tiny_teacher), str(tmp_path / "cap.npz")],
         cwd=REPO, env=cli_env(), capture_output=True, text=True, check=False,
@@ -347,6 +357,8 @@ def test_captured_tensors_equal_vllm_flat_logprobs(tmp_path, tiny_teacher):
         flat_ranks = r[f"flat_ranks_{i}"].reshape(T - 1, 65)
         np.testing.assert_array_equal(ranks, flat_ranks[:, 0])
         np.testing.assert_array_equal(flat_ranks[:, 1:], np.tile(np.arange(1, 65), (T - 1, 1)))
+        np.testing.assert_array_equal(r[f"slim_ids_{i}"], ids[:, 0])
+        np.testing.assert_array_equal(r[f"slim_ends_{i}"], np.arange(T))
 
 
 def _clean_arrays(T=40, k=8, seed=0):
