@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import run_module, score_args
+from conftest import REPO, run_module, score_args
+from omegaconf import OmegaConf
 from test_report import copy_store, refresh_marker, report_args, verdict_line
 
 from vpmoe.report.checks import SAMPLED_CHECKS
@@ -19,10 +20,12 @@ from vpmoe.teacher.store import MARKER_SUFFIX, SHARDS
 from vpmoe.teacher.store_reader import TeacherStoreReader
 
 N = 50
+# k=64, not the sampled default (1024): these stores are checked draw for draw against the k=64 top-k store
+SAMPLED = ("teacher.storage=sampled", f"teacher.samples={N}", "teacher.k=64")
 
 
 def score_sampled(dataset: Path, teacher: Path, out: Path) -> Path:
-    res = run_module("pipelines.score", *score_args(dataset, teacher, out, "teacher.storage=sampled", f"teacher.samples={N}"))  # fmt: skip
+    res = run_module("pipelines.score", *score_args(dataset, teacher, out, *SAMPLED))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     line = [x for x in res.stdout.splitlines() if x.startswith("store=")][-1]
     return Path(line.removeprefix("store="))
@@ -150,8 +153,9 @@ def test_sampled_store_on_s3_is_byte_identical_and_reads_the_same(tmp_path, s3_b
 
     ds = f"{s3_bucket}/prepared"
     storage.put_tree(small_dataset, ds)
-    res = run_module("pipelines.score", *score_args(ds, tiny_teacher, f"{s3_bucket}/scores", "teacher.storage=sampled",
-                     f"teacher.samples={N}"), cwd=tmp_path)  # fmt: skip
+    res = run_module(
+        "pipelines.score", *score_args(ds, tiny_teacher, f"{s3_bucket}/scores", *SAMPLED), cwd=tmp_path
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     remote = [x for x in res.stdout.splitlines() if x.startswith("store=")][-1].removeprefix("store=")
     assert remote.endswith(f"/{sampled_store.parent.name}/{sampled_store.name}")
@@ -166,3 +170,21 @@ def test_sampled_store_on_s3_is_byte_identical_and_reads_the_same(tmp_path, s3_b
     assert np.array_equal(a.topk_ids, b.topk_ids) and np.array_equal(
         a.topk_logprobs.view(np.uint16), b.topk_logprobs.view(np.uint16)
     )
+
+
+def test_teacher_k_defaults_by_storage():
+    """teacher.k null (the shipped config): 64 for a top-k store, 1024 for a sampled one (engine.DEFAULT_K,
+    docs/quality.md); an explicit k is kept; bad values name the key."""
+    from hydra import compose, initialize_config_dir
+
+    from vpmoe.teacher.engine import DEFAULT_K, TeacherConfig
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for extra, want in (([], 64), (["teacher.storage=sampled"], 1024), (["teacher.storage=sampled", "teacher.k=64"], 64)):  # fmt: skip
+            cfg = compose(config_name="score", overrides=["dataset=d", "output=o", "teacher=cpu", *extra])
+            assert TeacherConfig(**OmegaConf.to_container(cfg.teacher, resolve=True)).k == want, extra
+    assert DEFAULT_K == {"topk": 64, "sampled": 1024}
+    with pytest.raises(ValueError, match=r"teacher.k must be in \[1, 1024\], got 2048"):
+        TeacherConfig(storage="sampled", k=2048)
+    with pytest.raises(ValueError, match=r"teacher\.storage must be 'topk' or 'sampled', got 'dense'"):
+        TeacherConfig(storage="dense")
