@@ -4,14 +4,14 @@
 #   bash benchmarks/quality/reproduce.sh all          # a machine with a GPU, vllm and the repo's env
 #   bash benchmarks/quality/reproduce.sh data         # CPU:  corpus + preparation (~15 s)
 #   bash benchmarks/quality/reproduce.sh teacher      # GPU:  the teacher (~100 s on one H200)
-#   bash benchmarks/quality/reproduce.sh score        # CPU:  top-64 and sampled stores + reports (~30 min, 2 cores)
-#   bash benchmarks/quality/reproduce.sh reference    # CPU:  the teacher's full softmax on the held-out text (~5 min)
-#   bash benchmarks/quality/reproduce.sh study        # GPU:  5 arms x 3 seeds (~5 min on one H200, 6 runs at a time)
+#   bash benchmarks/quality/reproduce.sh score        # CPU:  top-64 and 3 sampled stores + reports (~60 min, 2 cores)
+#   bash benchmarks/quality/reproduce.sh reference    # CPU:  the teacher's full softmax on the held-out text (~2-5 min)
+#   bash benchmarks/quality/reproduce.sh study        # GPU:  7 arms x 3 seeds (~7 min on one H200, 6 runs at a time)
 #   bash benchmarks/quality/reproduce.sh table        # any:  the merged table of every study.json
 #
 # Where the GPU is another machine (this project's lent H200), run `data`, `score` and `reference` here and
 # `teacher` and `study` there, carrying the prepared split, a store and the reference (the top-k arms:
-# ~61 MB; kd_sampled: ~19 MB) and the cp312 wheels the GPU machine lacks (docs/quality.md "Reproducing").
+# ~61 MB; the sampled arms: 20-40 MB) and the cp312 wheels the GPU machine lacks (docs/quality.md "Reproducing").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # the repo's env where it exists (make env), else the machine's python (the GPU machine); PY= overrides
@@ -22,11 +22,13 @@ TEACHER=$REAL/teacher-real-h64
 OUT=${STUDY_OUT:-runs/quality}
 REFERENCE=$STUDY/reference_m16.npz
 
-stores() {  # the top-64 and the sampled store of the study split (after `score`)
+stores() {  # the top-64 store and the three sampled stores of the study split (after `score`)
   local root
   root=$STUDY/store/$(ls "$STUDY/store" | grep -v logs | head -1)
   TOPK=$(ls -d "$root"/*-k64 | head -1)
   SAMP=$(ls -d "$root"/*-k64-s50 | head -1)
+  SAMP1024=$(ls -d "$root"/*-k1024-s50 | head -1)
+  SAMP1024N32=$(ls -d "$root"/*-k1024-s32 | head -1)
 }
 
 stage_data() {
@@ -43,14 +45,18 @@ stage_teacher() {
 }
 
 stage_score() {
-  for mode in "teacher.storage=topk" "teacher.storage=sampled teacher.samples=50"; do
+  # top-64; N = 50 draws from the (64+1)-way distribution; N = 50 and N = 32 from the (1024+1)-way one
+  for mode in "teacher.storage=topk teacher.k=64" "teacher.storage=sampled teacher.samples=50 teacher.k=64" \
+    "teacher.storage=sampled teacher.samples=50 teacher.k=1024" \
+    "teacher.storage=sampled teacher.samples=32 teacher.k=1024"; do
     # shellcheck disable=SC2086
-    $PY -m pipelines.score dataset=$STUDY/prepared teacher=cpu teacher.model=$TEACHER teacher.k=64 $mode \
-      output=$STUDY/store
+    $PY -m pipelines.score dataset=$STUDY/prepared teacher=cpu teacher.model=$TEACHER $mode output=$STUDY/store
   done
   stores
   $PY -m pipelines.report store="$TOPK" dataset=$STUDY/prepared output=$STUDY/report_topk
   $PY -m pipelines.report store="$SAMP" dataset=$STUDY/prepared output=$STUDY/report_sampled
+  $PY -m pipelines.report store="$SAMP1024" dataset=$STUDY/prepared output=$STUDY/report_sampled_k1024
+  $PY -m pipelines.report store="$SAMP1024N32" dataset=$STUDY/prepared output=$STUDY/report_sampled_k1024_n32
 }
 
 stage_reference() {  # the teacher's full softmax at every held-out position, checked against the top-64 store
@@ -62,7 +68,7 @@ stage_reference() {  # the teacher's full softmax at every held-out position, ch
 stage_study() {
   stores
   $PY benchmarks/quality/study.py --dataset $STUDY/prepared --store "$TOPK" --sampled-store "$SAMP" \
-    --reference $REFERENCE --out "$OUT" --seeds 1 2 3 --parallel 6
+    --sampled-store-k1024 "$SAMP1024" --sampled-store-k1024-n32 "$SAMP1024N32" --reference $REFERENCE --out "$OUT" --seeds 1 2 3 --parallel 6
 }
 
 stage_table() {

@@ -1,8 +1,8 @@
 """The distillation-quality study: the same student, tokens and seeds trained by `pipelines.train` under
 each loss arm, then its held-out metrics side by side (docs/quality.md).
 
-    python benchmarks/quality/study.py --dataset D --store S [--sampled-store S2] [--reference R] --out O \
-        [--seeds 1 2] [--parallel 4] [--arms ce_only kd_top64_bucket ...] [-- extra pipelines.train overrides]
+    python benchmarks/quality/study.py --dataset D --store S [--sampled-store S2] [--sampled-store-k1024 S3] \
+        [--sampled-store-k1024-n32 S4] [--reference R] --out O [--seeds 1 2] [--parallel 4] [--arms ce_only kd_top64_bucket ...] [-- extra pipelines.train overrides]
 
 Arms (pipelines.train overrides; everything else from `experiment=quality_h200` and the extra overrides):
 
@@ -13,6 +13,8 @@ Arms (pipelines.train overrides; everything else from `experiment=quality_h200` 
 | kd_top8_renorm | the first 8 of the stored top-64, renormalized (the student's tail ignored) |
 | kd_top8_bucket | the first 8 of the stored top-64, with the tail bucket |
 | kd_sampled | the sampled store (`--sampled-store`: RS-KD, N draws per position from the same teacher's (k+1)-way distribution, teacher.storage=sampled) |
+| kd_sampled_k1024 | a sampled store drawn from the (1024+1)-way distribution (`--sampled-store-k1024`: scored with teacher.k=1024; the tail bucket, the estimator's bias, holds far less mass) |
+| kd_sampled_k1024_n32 | the same with N = 32 draws (`--sampled-store-k1024-n32`: teacher.k=1024 teacher.samples=32) |
 
 Held-out evaluation: on every held-out sequence, the student's CE on the actual next token (what decides
 "better"), its calibration (ECE), the KL to the top-k store's whole top-64 with the bucket and top-1
@@ -46,8 +48,15 @@ ARMS = {
     "kd_top8_renorm": ["loss.teacher_k=8", "loss.tail=renorm"],
     "kd_top8_bucket": ["loss.teacher_k=8"],
     "kd_sampled": [],  # on --sampled-store
+    "kd_sampled_k1024": [],  # on --sampled-store-k1024
+    "kd_sampled_k1024_n32": [],  # on --sampled-store-k1024-n32
 }
-SAMPLED_ARMS = ("kd_sampled",)
+# the arms that train on a sampled store: the argument naming the store, and what the store is
+SAMPLED_ARMS = {
+    "kd_sampled": ("sampled_store", "the sampled store of the same teacher (teacher.k=64, N=50)"),
+    "kd_sampled_k1024": ("sampled_store_k1024", "its sampled store scored with teacher.k=1024 (N=50)"),
+    "kd_sampled_k1024_n32": ("sampled_store_k1024_n32", "its sampled store with teacher.k=1024 and N=32"),
+}
 METRICS = ("ce", "kl", "top1", "ce_reasoning", "ce_final", "kl_reasoning", "kl_final", "ece", "accuracy")
 # with --reference (the teacher's full softmax on the held-out text)
 REFERENCE_METRICS = ("kl_full", "kl_full_se", "top1_full", "teacher_entropy")
@@ -61,7 +70,7 @@ def run_dir(out: Path, arm: str, seed: int) -> Path:
 def commands(args, arm: str, seed: int) -> list[list[str]]:
     """The run's training command, then the evaluation of its last checkpoint (module docstring)."""
     rd = run_dir(args.out, arm, seed)
-    store = args.sampled_store if arm in SAMPLED_ARMS else args.store
+    store = getattr(args, SAMPLED_ARMS[arm][0]) if arm in SAMPLED_ARMS else args.store
     train = [
         sys.executable, "-m", "pipelines.train", f"dataset={args.dataset}", f"store={store}", f"run_dir={rd}",
         f"experiment={args.experiment}", f"train.seed={seed}", f"data.seed={seed}", *ARMS[arm], *args.overrides,
@@ -108,9 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--store", default=None, help="the top-k store (the top-k arms; every arm's evaluation)")
-    ap.add_argument(
-        "--sampled-store", default=None, help="the sampled store of the same teacher (kd_sampled)"
-    )
+    for arm, (dest, what) in SAMPLED_ARMS.items():
+        ap.add_argument(f"--{dest.replace('_', '-')}", default=None, help=f"{what} ({arm})")
     ap.add_argument("--eval-store", default=None, help="the final evaluations' store (default: --store)")
     ap.add_argument("--reference", default=None, help="the teacher reference of the held-out split")
     ap.add_argument("--out", type=Path, required=True)
@@ -120,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", type=int, default=4, help="runs at a time")
     ap.add_argument("overrides", nargs="*", help="extra pipelines.train overrides (after --)")
     args = ap.parse_args(argv)
-    if any(a in SAMPLED_ARMS for a in args.arms) and not args.sampled_store:
-        ap.error(f"arms {SAMPLED_ARMS} need --sampled-store")
+    for arm, (dest, _) in SAMPLED_ARMS.items():
+        if arm in args.arms and not getattr(args, dest):
+            ap.error(f"arm {arm} needs --{dest.replace('_', '-')}")
     if any(a not in SAMPLED_ARMS for a in args.arms) and not args.store:
         ap.error("the top-k arms need --store")
     args.eval_store = args.eval_store or args.store
@@ -167,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "experiment": args.experiment,
         "dataset": args.dataset,
         "store": args.store,
-        "sampled_store": args.sampled_store,
+        **{dest: getattr(args, dest) for dest, _ in SAMPLED_ARMS.values()},
         "eval_store": args.eval_store,
         "reference": args.reference,
         "overrides": args.overrides,
