@@ -13,13 +13,15 @@ i.e. 5-6 us per position at k=64: more than the scorer's whole budget for its ow
 per CPU-second). So `LogprobsProcessor._update_prompt_logprobs` (vllm/v1/engine/logprobs.py) is wrapped,
 once and explicitly when the engine is built: it keeps a numpy copy of each call's tensors on the
 `FlatLogprobs` object and calls vLLM's original on the actual token's column only, so vLLM's own
-pythonization (four list appends per item: ~0.2-0.4 ms a position at k=1024, one host core) is not spent
-on the top-k the scorer never reads from its lists; the returned `FlatLogprobs` has one item per entry. `VllmTeacher.score` concatenates them and checks them against vLLM's entry count
-(vLLM 0.32's runner gathers a chunked-prefill prompt and delivers it in one call -- checked with a 1553-token
-prompt at max_num_batched_tokens=512 -- but the method appends, so a runner that delivers chunk by chunk
-is handled too; tests/test_score.py feeds it two chunks). The wrapper relies on that method's name and
-signature, `LogprobsTensors`' first three fields, and `FlatLogprobs` holding attributes; any difference
-raises `TeacherError` when the engine is built, naming the vLLM version and this file.
+pythonization (four list appends per item: ~0.3 ms a position at k=1024, one host core) is not spent on
+the top-k the scorer never reads from its lists; the returned `FlatLogprobs` has one item per entry
+(benchmarks/results/capture_cpu.md). `VllmTeacher.score` concatenates the copies and checks them against
+vLLM's entries (vLLM 0.32's runner gathers a chunked-prefill prompt and delivers it in one call -- checked
+with a 1553-token prompt at max_num_batched_tokens=512 -- but the method appends, so a runner that delivers
+chunk by chunk is handled too; tests/test_score.py feeds it two chunks). The wrapper relies on that
+method's name and signature, `LogprobsTensors`' first three fields (a NamedTuple: `_replace`), and
+`FlatLogprobs` holding attributes; any difference raises `TeacherError` when the engine is built, naming
+the vLLM version and this file.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class TeacherError(RuntimeError):
 # sets how much of the teacher the draws can reach: every draw beyond the top-k falls in one tail bucket,
 # which biases the loss (docs/distillation_mechanics.md "Sampled teacher rows"). Measured on the real-text
 # teacher (docs/quality.md): N = 50 draws from the top-1024 gave a student 0.23 nats better in held-out CE
-# than top-64 KD, and 0.31 better than the same draws from the top-64, at 51 B/position.
+# than top-64 KD and 0.31 better than the same draws from the top-64 (51.3 B/position; N = 32: as good, 38.4).
 DEFAULT_K = {"topk": 64, "sampled": 1024}
 
 
@@ -294,7 +296,7 @@ def install_prompt_logprob_capture() -> None:
             return
         flat.__dict__.setdefault(CAPTURE_ATTR, []).append(tensors_to_numpy(prompt_logprobs_tensors))
         # vLLM's lists get the actual token's column only: pythonizing the top-k costs four list appends per
-        # item, ~0.04 ms a position at k=64 and ~0.2-0.4 ms at k=1024 on one host core (measured), which
+        # item, ~0.02 ms a position at k=64 and ~0.3 ms at k=1024 on one host core (bench_capture.py), which
         # would cap GPU scoring at a few thousand positions/s; the scorer reads the capture, not the lists.
         ids, lps = prompt_logprobs_tensors[0], prompt_logprobs_tensors[1]
         original(self, prompt_logprobs_tensors._replace(logprob_token_ids=ids[:, :1], logprobs=lps[:, :1]))
