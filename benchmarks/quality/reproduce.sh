@@ -68,7 +68,8 @@ stage_reference() {  # the teacher's full softmax at every held-out position, ch
 stage_study() {
   stores
   $PY benchmarks/quality/study.py --dataset $STUDY/prepared --store "$TOPK" --sampled-store "$SAMP" \
-    --sampled-store-k1024 "$SAMP1024" --sampled-store-k1024-n32 "$SAMP1024N32" --reference $REFERENCE --out "$OUT" --seeds 1 2 3 --parallel 6
+    --sampled-store-k1024 "$SAMP1024" --sampled-store-k1024-n32 "$SAMP1024N32" --reference $REFERENCE \
+    --out "$OUT" --seeds 1 2 3 --parallel 6
 }
 
 stage_table() {

@@ -2,7 +2,8 @@
 each loss arm, then its held-out metrics side by side (docs/quality.md).
 
     python benchmarks/quality/study.py --dataset D --store S [--sampled-store S2] [--sampled-store-k1024 S3] \
-        [--sampled-store-k1024-n32 S4] [--reference R] --out O [--seeds 1 2] [--parallel 4] [--arms ce_only kd_top64_bucket ...] [-- extra pipelines.train overrides]
+        [--sampled-store-k1024-n32 S4] [--reference R] --out O [--seeds 1 2] [--parallel 4] \
+        [--arms ce_only kd_top64_bucket ...] [-- extra pipelines.train overrides]
 
 Arms (pipelines.train overrides; everything else from `experiment=quality_h200` and the extra overrides):
 
